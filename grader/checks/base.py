@@ -1,0 +1,160 @@
+"""The machinery every check uses: cases, runs on both implementations, and results.
+
+A *check* is a plain function named after what it checks, registered with :func:`check`. It receives
+a :class:`Context` holding the student implementation, the reference implementation (both behind the
+same oracle interface, see ``grader/sandbox/client.py``) and a random generator seeded either with
+the fixed public seed or with the run's secret. It returns a :class:`CheckResult`; the runner never
+lets an exception escape, so one broken check cannot stop the others.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..diagnosis import CAUSES, Finding
+from ..sandbox.client import StudentError
+
+PUBLIC_SEED = "public-checks-v1"
+TOL64 = 1e-9    # a correct float64 solution is at ~1e-15: six orders of magnitude of margin
+TOL32 = 1e-4    # float32 results against the float64 reference on the same values (~1e-7 typical)
+FD_TOL = 1e-6   # directional central differences of the reference forward, h = 1e-5
+
+
+@dataclass
+class CaseResult:
+    """One input case of a check."""
+
+    label: str
+    ok: bool
+    cause: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check on one implementation."""
+
+    id: str
+    component: str
+    title: str
+    visibility: str                     #: "public" or "hidden"
+    cases: list[CaseResult] = field(default_factory=list)
+    note: str = ""                      #: what was checked, in one sentence
+
+    @property
+    def fraction(self) -> float:
+        """Share of cases passed: the partial credit."""
+        return sum(c.ok for c in self.cases) / len(self.cases) if self.cases else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.cases) and all(c.ok for c in self.cases)
+
+    @property
+    def causes(self) -> list[str]:
+        seen: list[str] = []
+        for c in self.cases:
+            if not c.ok and c.cause and c.cause not in seen:
+                seen.append(c.cause)
+        return seen
+
+    @property
+    def not_attempted(self) -> bool:
+        return bool(self.cases) and all(c.cause == "not_attempted" for c in self.cases)
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    component: str
+    title: str
+    func: Callable[["Context"], list[CaseResult]]
+    public: bool
+    note: str
+
+
+REGISTRY: dict[str, CheckSpec] = {}
+
+
+def check(component: str, title: str, *, public: bool = False):
+    """Register ``func`` as the check ``<component>.<name without check_ prefix>``."""
+
+    def deco(func):
+        name = func.__name__.removeprefix("check_").removeprefix(component.lower() + "_")
+        cid = f"{component}.{name}"
+        REGISTRY[cid] = CheckSpec(cid, component, title, func, public, (func.__doc__ or "").strip().split("\n")[0])
+        return func
+
+    return deco
+
+
+def seed_for(secret: str, check_id: str) -> np.random.Generator:
+    digest = hashlib.sha256(f"{secret}\x00{check_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+class Context:
+    """What a check may use: the two implementations and its own random generator."""
+
+    def __init__(self, student, reference, rng: np.random.Generator, visibility: str) -> None:
+        self.student = student
+        self.ref = reference
+        self.rng = rng
+        self.visibility = visibility
+
+
+def run_check(spec: CheckSpec, student, reference, *, secret: str | None) -> CheckResult:
+    """Run one check; public when ``secret`` is None. Never raises."""
+    visibility = "public" if secret is None else "hidden"
+    rng = seed_for(PUBLIC_SEED if secret is None else secret, spec.id)
+    ctx = Context(student, reference, rng, visibility)
+    result = CheckResult(spec.id, spec.component, spec.title, visibility, note=spec.note)
+    try:
+        result.cases = spec.func(ctx)
+    except StudentError as exc:
+        result.cases = [error_case("setup", exc)]
+    except Exception as exc:  # a bug of the grader itself must not cost the student the batch
+        result.cases = [CaseResult("grader", False, "grader_error", f"internal error in the check: {exc!r}")]
+    return result
+
+
+# --- student errors as case results ---------------------------------------------------------------
+
+def error_case(label: str, exc: StudentError, what: str = "") -> CaseResult:
+    info = exc.info
+    kind = exc.kind
+    where = f" at {info['where']}" if info.get("where") else ""
+    prefix = f"{what} " if what else ""
+    if kind == "not_attempted":
+        return CaseResult(label, False, "not_attempted", f"{prefix}not attempted: {info.get('message', '')}".strip())
+    if kind == "import":
+        return CaseResult(label, False, "import_error",
+                          f"{info.get('import_error', '')}.py could not be imported: {info.get('type')}: {info.get('message')}{where}")
+    if kind == "missing":
+        return CaseResult(label, False, "missing_class", info.get("message", ""))
+    if kind == "timeout":
+        return CaseResult(label, False, "timeout", f"{prefix}{info.get('message')}")
+    if kind in ("crash", "protocol"):
+        return CaseResult(label, False, "crash", f"{prefix}{info.get('message')}")
+    if kind == "skipped":
+        cause = "timeout" if "timed out" in info.get("message", "") else "crash"
+        return CaseResult(label, False, cause, f"{prefix}{info.get('message')}")
+    msg = f"{prefix}raised {info.get('type')}: {info.get('message')}{where}"
+    if "read-only" in str(info.get("message", "")):
+        return CaseResult(label, False, "modifies_input", msg + " (it writes into an input array)")
+    return CaseResult(label, False, "exception", msg)
+
+
+def finding_case(label: str, f: Finding) -> CaseResult:
+    return CaseResult(label, f.ok, None if f.ok else f.cause, "" if f.ok else f.detail)
+
+
+def worst(cases: list[CaseResult]) -> list[CaseResult]:
+    return cases
+
+
+def cause_title(cause: str | None) -> str:
+    return CAUSES[cause].title if cause in CAUSES else (cause or "")

@@ -1,0 +1,94 @@
+"""Checks of ``Linear``: ``T = X W + b`` and its three gradients."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import check
+from .generic import (check_float32, check_part, check_read_only, check_twice, check_upstream,
+                      distinct_dims)
+from .runs import LayerCase
+
+C = "Linear"
+PARTS = ["forward", "input", "W", "b"]
+
+
+def make_case(rng, N, D, M, label) -> LayerCase:
+    return LayerCase(C, (D, M, 0), {"W": rng.standard_normal((D, M)), "b": rng.standard_normal(M)},
+                     (rng.standard_normal((N, D)),), rng.standard_normal((N, M)), label)
+
+
+def cases(rng, *, corners: bool = True) -> list[LayerCase]:
+    N, D, M = distinct_dims(rng, (6, 9), (10, 13), (2, 5))
+    out = [make_case(rng, N, D, M, f"N={N}, D={D}, M={M}")]
+    if corners:
+        out += [make_case(rng, 1, D, M, f"N=1, D={D}, M={M}"),
+                make_case(rng, M, D, M, f"N=M={M}, D={D}"),
+                make_case(rng, D, D, M + 1, f"N=D={D}, M={M + 1}")]
+    return out
+
+
+def mutants(part, case: LayerCase, ref) -> list:
+    X, = case.inputs
+    G = np.asarray(case.upstream, dtype=np.float64)
+    W = case.params["W"].astype(np.float64)
+    ones = np.ones_like(G)
+    if part == "forward":
+        return [("wrong_values", X @ W)]
+    if part == "input":
+        return [("ignores_upstream", ones @ W.T)]
+    if part == "W":
+        return [("ignores_upstream", X.T @ ones)]
+    if part == "b":
+        out = [("ignores_upstream", ones.sum(axis=0))]
+        if G.shape[0] == G.shape[1]:
+            out.append(("wrong_axis", G.sum(axis=1)))
+        return out
+    return []
+
+
+@check(C, "forward: X W + b", public=True)
+def check_linear_forward(ctx):
+    """The output equals X @ W + b for non-square shapes, N = 1, N == M and N == D."""
+    return check_part(ctx, cases(ctx.rng), "forward", mutants)
+
+
+@check(C, "backward: dL/dX", public=True)
+def check_linear_backward_input(ctx):
+    """backward(G) returns G @ W.T, checked against the reference and central differences."""
+    return check_part(ctx, cases(ctx.rng), "input", mutants)
+
+
+@check(C, "backward: dL/dW", public=True)
+def check_linear_backward_weight(ctx):
+    """grad_W equals X.T @ G (shape (D, M)), checked against the reference and central differences."""
+    return check_part(ctx, cases(ctx.rng), "W", mutants)
+
+
+@check(C, "backward: dL/db", public=True)
+def check_linear_backward_bias(ctx):
+    """grad_b equals G.sum(axis=0) with shape (M,): the bias gradient summed over the batch."""
+    return check_part(ctx, cases(ctx.rng), "b", mutants)
+
+
+@check(C, "inputs are not modified")
+def check_linear_read_only(ctx):
+    """forward and backward work on read-only arrays and leave their arguments unchanged."""
+    return check_read_only(ctx, cases(ctx.rng, corners=False), PARTS, mutants)
+
+
+@check(C, "backward twice gives the same gradients")
+def check_linear_backward_twice(ctx):
+    """Parameter gradients are assigned, not accumulated: a second backward changes nothing."""
+    return check_twice(ctx, cases(ctx.rng, corners=False), ["input", "W", "b"], mutants)
+
+
+@check(C, "backward is linear in the upstream gradient")
+def check_linear_upstream(ctx):
+    """Scaling G scales dL/dX, grad_W and grad_b by the same factor."""
+    return check_upstream(ctx, cases(ctx.rng, corners=False), ["input", "W", "b"], mutants)
+
+
+@check(C, "float32 in, float32 out")
+def check_linear_float32(ctx):
+    """With float32 inputs and parameters every output and gradient is float32 and accurate."""
+    return check_float32(ctx, cases(ctx.rng, corners=False), PARTS, mutants)

@@ -1,0 +1,117 @@
+"""Checks of ``LogisticRegression``: the mean cross-entropy from logits and its gradients."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import check
+from .generic import (check_float32, check_part, check_read_only, check_twice, check_upstream,
+                      distinct_dims, judge_part)
+from .runs import LayerCase, execute, reference_run, value_of
+
+C = "LogisticRegression"
+PARTS = ["forward", "input", "w", "b"]
+
+
+def make_case(rng, N, D, label, *, logit: float | None = None, float_labels: bool = False) -> LayerCase:
+    X = rng.standard_normal((N, D))
+    w = rng.standard_normal(D) * 0.5
+    b = np.asarray(rng.standard_normal() * 0.5)
+    if logit is not None:  # rows rescaled so that every logit is +-logit
+        z = X @ w + b
+        X = X * ((logit - np.sign(z) * 0 - b * np.sign(z)) / np.abs(z - b) * 1.0)[:, None]
+        X = X * np.sign((X @ w + b))[:, None] * np.where(rng.random(N) < 0.5, 1, -1)[:, None]
+    y = rng.integers(0, 2, size=N)
+    y = y.astype(np.float64) if float_labels else y.astype(np.int64)
+    g = float(rng.uniform(0.5, 2.0))
+    return LayerCase(C, (D, 0), {"w": w, "b": b}, (X, y), g, f"{label}, grad_output={g:.3g}",
+                     loss=True, input_names=("X", "y"))
+
+
+def cases(rng, *, corners: bool = True) -> list[LayerCase]:
+    N, D = distinct_dims(rng, (6, 9), (10, 14))
+    out = [make_case(rng, N, D, f"N={N}, D={D}")]
+    if corners:
+        out += [make_case(rng, 1, D, f"N=1, D={D}"), make_case(rng, D, D, f"N=D={D}, float labels", float_labels=True)]
+    return out
+
+
+def mutants(part, case: LayerCase, ref) -> list:
+    X, y = case.inputs
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    w = case.params["w"].astype(np.float64)
+    b = float(case.params["b"])
+    z = X @ w + b
+    p = 0.5 * (1 + np.tanh(0.5 * z))
+    N = X.shape[0]
+    g = float(case.upstream)
+    r = (p - y) / N
+    if part == "forward":
+        return [("scale_N", np.sum(np.logaddexp(0, z) - y * z))]
+    if part == "input":
+        return [("upstream_scale_ignored", np.outer(r, w)), ("scale_N", np.outer(r * N * g, w))]
+    if part == "w":
+        return [("upstream_scale_ignored", X.T @ r)]
+    if part == "b":
+        return [("upstream_scale_ignored", np.asarray(r.sum()))]
+    return []
+
+
+@check(C, "forward: mean cross-entropy", public=True)
+def check_logisticregression_forward(ctx):
+    """The loss equals the mean binary cross-entropy of sigmoid(X w + b) against y."""
+    return check_part(ctx, cases(ctx.rng), "forward", mutants)
+
+
+@check(C, "backward: dL/dX")
+def check_logisticregression_backward_input(ctx):
+    """backward(g) returns g * outer(p - y, w) / N, against the reference and central differences."""
+    return check_part(ctx, cases(ctx.rng), "input", mutants)
+
+
+@check(C, "backward: dL/dw", public=True)
+def check_logisticregression_backward_weight(ctx):
+    """grad_w equals g * X.T @ (p - y) / N, against the reference and central differences."""
+    return check_part(ctx, cases(ctx.rng), "w", mutants)
+
+
+@check(C, "backward: dL/db", public=True)
+def check_logisticregression_backward_bias(ctx):
+    """grad_b equals g * sum(p - y) / N, with the shape () of b."""
+    return check_part(ctx, cases(ctx.rng), "b", mutants)
+
+
+@check(C, "stable for logits of +-1e3")
+def check_logisticregression_stability(ctx):
+    """Every logit is +-1000: the loss stays finite and exact (np.logaddexp), gradients finite."""
+    rng = ctx.rng
+    N, D = distinct_dims(rng, (6, 9), (10, 14))
+    out = []
+    for k in range(2):
+        case = make_case(rng, N, D, f"N={N}, D={D}, logits +-1e3 ({k + 1})", logit=1e3)
+        s, r = execute(ctx.student, case), reference_run(ctx.ref, case)
+        res = judge_part(ctx, case, s, r, "forward", mutants, unstable=True)
+        for p in ("input", "w", "b"):
+            if res.ok:
+                res = judge_part(ctx, case, s, r, p, mutants, unstable=True)
+        out.append(res)
+    return out
+
+
+@check(C, "inputs are not modified")
+def check_logisticregression_read_only(ctx):
+    """forward and backward work on read-only X and y and leave them unchanged."""
+    return check_read_only(ctx, cases(ctx.rng, corners=False), PARTS, mutants)
+
+
+@check(C, "backward twice, and linear in grad_output")
+def check_logisticregression_twice_and_upstream(ctx):
+    """A second backward gives the same gradients; grad_output scales all of them."""
+    cs = cases(ctx.rng, corners=False)
+    return check_twice(ctx, cs, ["input", "w", "b"], mutants) + check_upstream(ctx, cs, ["input", "w", "b"], mutants)
+
+
+@check(C, "float32 in, float32 out")
+def check_logisticregression_float32(ctx):
+    """float32 X, w and b give a float32 gradient and accurate loss."""
+    return check_float32(ctx, cases(ctx.rng, corners=False), PARTS, mutants)

@@ -1,0 +1,210 @@
+"""Isolation layers the worker applies to itself before any student code runs.
+
+Each layer is tried independently and reported as ``"active"`` or ``"unavailable: <why>"``; the
+grader records the report in every run so an instructor can see what protected a given run.
+
+* rlimits: CPU seconds, address space, file size, open files, processes, no core dumps.
+* network: a new, empty network namespace (as root, or through an unprivileged user namespace).
+* landlock: the file system becomes read-only and limited to the Python runtime, numpy and the
+  scratch folder; TCP bind/connect are denied; signals and abstract sockets are scoped (ABI >= 6).
+* seccomp: fork/exec, ptrace, sockets, mounts, namespaces, BPF, process_vm_* and similar calls fail
+  with EPERM; threads are still allowed (x86_64 only).
+* user: when started as root, the worker drops to an unprivileged uid of its own, used by no other
+  process, so every process it might leave behind can be found and killed by uid.
+
+Runs inside the sandbox: standard library only (ctypes), no numpy needed.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import resource
+import struct
+import sys
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+CLONE_THREAD = 0x00010000
+
+SYS_LANDLOCK_CREATE_RULESET = 444
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+
+
+def _err(what: str) -> str:
+    e = ctypes.get_errno()
+    return f"unavailable: {what} failed ({os.strerror(e) if e else 'unknown error'})"
+
+
+def apply_rlimits(limits: dict[str, int]) -> str:
+    names = {
+        "cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS, "fsize": resource.RLIMIT_FSIZE,
+        "nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC, "core": resource.RLIMIT_CORE,
+    }
+    done = []
+    for key, value in limits.items():
+        try:
+            hard = value if key != "cpu" else value + 2  # SIGXCPU first, then SIGKILL
+            resource.setrlimit(names[key], (value, hard))
+            done.append(key)
+        except (ValueError, OSError) as exc:
+            return f"unavailable: setrlimit({key}) failed ({exc})"
+    return "active"
+
+
+def unshare_network() -> str:
+    if _libc.unshare(CLONE_NEWNET) == 0:
+        return "active"
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
+        return "active (via an unprivileged user namespace)"
+    return _err("unshare(CLONE_NEWNET)")
+
+
+# --- landlock -------------------------------------------------------------------------------------
+FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+FS_ALL_V1 = (1 << 13) - 1
+FS_REFER, FS_TRUNCATE, FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
+
+
+def landlock_abi() -> int:
+    abi = _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    return int(abi) if abi > 0 else 0
+
+
+def apply_landlock(read_paths: list[str], write_paths: list[str]) -> str:
+    abi = landlock_abi()
+    if abi < 1:
+        return _err("landlock_create_ruleset")
+    fs = FS_ALL_V1
+    if abi >= 2:
+        fs |= FS_REFER
+    if abi >= 3:
+        fs |= FS_TRUNCATE
+    if abi >= 5:
+        fs |= FS_IOCTL_DEV
+    net = (NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 else 0
+    scoped = (SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL) if abi >= 6 else 0
+    attr = struct.pack("<QQQ", fs, net, scoped)
+    size = 8 if abi < 4 else (16 if abi < 6 else 24)
+    buf = ctypes.create_string_buffer(attr[:size], size)
+    ruleset = _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, buf, ctypes.c_size_t(size), ctypes.c_uint32(0))
+    if ruleset < 0:
+        return _err("landlock_create_ruleset")
+    read_dir = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
+    read_file = FS_EXECUTE | FS_READ_FILE
+    write = FS_WRITE_FILE | FS_READ_FILE | FS_READ_DIR | (1 << 5) | (1 << 8) | (1 << 4) | (1 << 7)
+    if abi >= 3:
+        write |= FS_TRUNCATE
+    try:
+        for paths, access in ((read_paths, read_dir), (write_paths, write)):
+            for path in paths:
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    is_dir = os.path.isdir(path)
+                    mask = access if is_dir else access & (read_file | FS_WRITE_FILE | (FS_TRUNCATE if abi >= 3 else 0))
+                    rule = ctypes.create_string_buffer(struct.pack("<Qi", mask, fd), 12)
+                    if _libc.syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(1), rule, ctypes.c_uint32(0)) != 0:
+                        return _err(f"landlock_add_rule({path})")
+                finally:
+                    os.close(fd)
+        if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            return _err("prctl(NO_NEW_PRIVS)")
+        if _libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
+            return _err("landlock_restrict_self")
+    finally:
+        os.close(ruleset)
+    return f"active (ABI {abi}{', TCP denied' if net else ''}{', signals scoped' if scoped else ''})"
+
+
+# --- seccomp --------------------------------------------------------------------------------------
+AUDIT_ARCH_X86_64 = 0xC000003E
+# x86_64 numbers of the system calls student code never needs.
+DENIED_X86_64 = {
+    "socket": 41, "connect": 42, "accept": 43, "bind": 49, "listen": 50, "accept4": 288,
+    "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "ptrace": 101, "chroot": 161,
+    "mount": 165, "umount2": 166, "pivot_root": 155, "reboot": 169, "init_module": 175,
+    "delete_module": 176, "finit_module": 313, "kexec_load": 246, "add_key": 248,
+    "request_key": 249, "keyctl": 250, "unshare": 272, "setns": 308, "process_vm_readv": 310,
+    "process_vm_writev": 311, "perf_event_open": 298, "bpf": 321, "userfaultfd": 323,
+    "io_uring_setup": 425, "open_by_handle_at": 304, "name_to_handle_at": 303,
+    "setuid": 105, "setgid": 106, "setreuid": 113, "setregid": 114, "setresuid": 117, "setresgid": 119,
+}
+NR_CLONE, NR_CLONE3 = 56, 435
+
+
+def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
+    return struct.pack("<HBBI", code, jt, jf, k & 0xFFFFFFFF)
+
+
+def apply_seccomp() -> str:
+    if platform.machine() != "x86_64":
+        return f"unavailable: filter written for x86_64, this machine is {platform.machine()}"
+    LD_W_ABS, JEQ_K, JSET_K, RET_K, JGE_K = 0x20, 0x15, 0x45, 0x06, 0x35
+    ALLOW, KILL = 0x7FFF0000, 0x80000000
+    EPERM = 0x00050000 | 1
+    ENOSYS = 0x00050000 | 38
+    prog = [_bpf(LD_W_ABS, 0, 0, 4), _bpf(JEQ_K, 1, 0, AUDIT_ARCH_X86_64), _bpf(RET_K, 0, 0, KILL),
+            _bpf(LD_W_ABS, 0, 0, 0), _bpf(JGE_K, 0, 1, 0x40000000), _bpf(RET_K, 0, 0, EPERM)]
+    for nr in sorted(set(DENIED_X86_64.values())):
+        prog += [_bpf(JEQ_K, 0, 1, nr), _bpf(RET_K, 0, 0, EPERM)]
+    prog += [_bpf(JEQ_K, 0, 1, NR_CLONE3), _bpf(RET_K, 0, 0, ENOSYS)]
+    # clone(): allowed only for threads (CLONE_THREAD in the low word of the first argument).
+    prog += [_bpf(JEQ_K, 0, 4, NR_CLONE), _bpf(LD_W_ABS, 0, 0, 16), _bpf(JSET_K, 1, 0, CLONE_THREAD),
+             _bpf(RET_K, 0, 0, EPERM), _bpf(RET_K, 0, 0, ALLOW)]
+    prog += [_bpf(RET_K, 0, 0, ALLOW)]
+    raw = b"".join(prog)
+    filt = ctypes.create_string_buffer(raw, len(raw))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(prog), ctypes.cast(filt, ctypes.c_void_p))
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return _err("prctl(NO_NEW_PRIVS)")
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
+        return _err("prctl(SECCOMP)")
+    return f"active ({len(DENIED_X86_64) + 2} system calls denied, fork/exec included)"
+
+
+def drop_privileges(uid: int | None) -> str:
+    if os.geteuid() != 0:
+        return "unavailable: not started as root, the worker keeps the grader's user"
+    if uid is None:
+        return "unavailable: no sandbox uid was assigned"
+    try:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    except OSError as exc:
+        return f"unavailable: setuid({uid}) failed ({exc})"
+    return f"active (uid {uid}, no groups)"
+
+
+def apply_all(cfg: dict) -> dict[str, str]:
+    """Apply every layer in a safe order; returns the report. Called by the worker at start-up."""
+    report = {}
+    report["rlimits"] = apply_rlimits(cfg.get("rlimits", {}))
+    report["network"] = unshare_network() if cfg.get("network", True) else "unavailable: disabled"
+    report["landlock"] = (apply_landlock(cfg.get("read_paths", []), cfg.get("write_paths", []))
+                          if cfg.get("landlock", True) else "unavailable: disabled")
+    report["user"] = drop_privileges(cfg.get("uid"))
+    # After the uid change: the parent-death signal is reset by a credential change.
+    _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    report["seccomp"] = apply_seccomp() if cfg.get("seccomp", True) else "unavailable: disabled"
+    return report
