@@ -19,6 +19,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,9 +140,10 @@ class _Base:
 class LocalImpl(_Base):
     """Classes executed in this process (trusted code only: the reference or test fixtures)."""
 
-    def __init__(self, classes: dict[str, type], label: str = "in-process") -> None:
+    def __init__(self, classes: dict[str, type] | None = None, label: str = "in-process", *,
+                 dispatcher: Dispatcher | None = None) -> None:
         self.label = label
-        self._d = Dispatcher(classes=classes)
+        self._d = dispatcher or Dispatcher(classes=classes)
         self._generation = 0
         self.isolation = {"in-process": "no isolation: trusted code only"}
 
@@ -153,6 +155,15 @@ class LocalImpl(_Base):
                 if isinstance(getattr(m, name, None), type):
                     classes[name] = getattr(m, name)
         return cls(classes, label=label)
+
+    @classmethod
+    def from_package_dir(cls, package_dir: Path, label: str = "in-process (unsandboxed)") -> "LocalImpl":
+        """A prepared submission imported into this process: trusted code only (``--no-sandbox``)."""
+        from .worker import install_package
+
+        name = f"_bpg_submission_{uuid.uuid4().hex}"
+        install_package(str(package_dir), name)
+        return cls(label=label, dispatcher=Dispatcher(package_dir=str(package_dir), package=name))
 
     def _request(self, head, arrays, *, cls, method, timeout=None):
         # Round-trip through the wire encoding, so values look exactly as they do from a worker.
@@ -269,6 +280,15 @@ class _Channel:
             chunks.append(b)
             n -= len(b)
         return b"".join(chunks)
+
+    def readinto(self, view: memoryview) -> int:
+        left = None if self.deadline is None else self.deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise TimeoutError
+        r, _, _ = select.select([self.rfd], [], [], left)
+        if not r:
+            raise TimeoutError
+        return os.readv(self.rfd, [view[: 1 << 22]])
 
     def write(self, data) -> None:
         view = memoryview(data).cast("B")

@@ -41,7 +41,7 @@ def write_message(stream: BinaryIO, header: dict, arrays: list[np.ndarray] = ())
     metas = []
     bufs = []
     for a in arrays:
-        a = np.ascontiguousarray(a)
+        a = a if a.flags.c_contiguous else a.copy(order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
         if a.dtype.byteorder == ">":
             a = a.astype(a.dtype.newbyteorder("<"))
         metas.append({"dtype": a.dtype.str, "shape": list(a.shape)})
@@ -88,9 +88,21 @@ def read_message(stream: BinaryIO, *, max_bytes: int) -> tuple[dict, list[np.nda
         plan.append((np.dtype(dt), tuple(shape), nbytes))
     arrays = []
     for dt, shape, nbytes in plan:
-        buf = bytearray(_read_exact(stream, nbytes)) if nbytes else bytearray()
-        arrays.append(np.frombuffer(buf, dtype=dt).reshape(shape) if nbytes else np.zeros(shape, dt))
+        arr = np.empty(shape, dtype=dt)  # numpy-aligned, owned, writable; filled in place
+        if nbytes:
+            _read_into(stream, memoryview(arr.reshape(-1).view(np.uint8)))
+        arrays.append(arr)
     return head, arrays
+
+
+def _read_into(stream: BinaryIO, view: memoryview) -> None:
+    got = 0
+    n = len(view)
+    while got < n:
+        k = stream.readinto(view[got:])
+        if not k:
+            raise EOFError("stream closed")
+        got += k
 
 
 # --- values -------------------------------------------------------------------------------------

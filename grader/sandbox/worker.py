@@ -119,7 +119,7 @@ def run_segment(net: "NetBuilder", params: dict[str, np.ndarray], X: np.ndarray,
         losses.append(loss)
         for k, p in params.items():
             g = _grad_ok(k, grads.get(k), p)
-            params[k] = (p - np.asarray(lr, dtype=p.dtype) * g.astype(p.dtype, copy=False)).astype(p.dtype, copy=False)
+            params[k] = np.asarray(p - np.asarray(lr, dtype=p.dtype) * g.astype(p.dtype, copy=False), dtype=p.dtype)
             if not np.all(np.isfinite(params[k])):
                 raise TrainingError({"message": f"parameter {k} became NaN or inf after step {step + 1}",
                                      "kind": "diverged"})
@@ -206,8 +206,10 @@ class Dispatcher:
     ``logistic_regression.py`` does not stop ``layers.py`` from being graded.
     """
 
-    def __init__(self, package_dir: str | None = None, classes: dict[str, type] | None = None) -> None:
+    def __init__(self, package_dir: str | None = None, classes: dict[str, type] | None = None,
+                 package: str = "assignment") -> None:
         self.package_dir = package_dir
+        self.package = package
         self.classes = dict(classes or {})
         self.modules: dict[str, Any] = {}
         self.import_errors: dict[str, dict] = {}
@@ -235,7 +237,7 @@ class Dispatcher:
         if modname in self.import_errors:
             raise CallFailed(self.import_errors[modname])
         try:
-            mod = importlib.import_module(f"assignment.{modname}")
+            mod = importlib.import_module(f"{self.package}.{modname}")
         except BaseException as exc:  # SyntaxError, SystemExit, KeyboardInterrupt, ...
             info = describe_exception(exc, self.package_dir)
             info["import_error"] = modname
@@ -377,26 +379,27 @@ class _LocalAPI:
         return decode_value(encode_value(v, arrays), arrays)
 
 
-def install_package(package_dir: str) -> None:
-    """Make ``assignment.*`` importable from ``package_dir`` without running its ``__init__``."""
-    pkg = types.ModuleType("assignment")
+def install_package(package_dir: str, name: str = "assignment") -> None:
+    """Make ``<name>.*`` importable from ``package_dir`` without running its ``__init__``."""
+    pkg = types.ModuleType(name)
     pkg.__path__ = [package_dir]
     pkg.__file__ = os.path.join(package_dir, "__init__.py")
-    sys.modules["assignment"] = pkg
-    module = importlib.import_module("assignment.module")
-    gradcheck = importlib.import_module("assignment.gradcheck")
+    sys.modules[name] = pkg
+    module = importlib.import_module(f"{name}.module")
+    gradcheck = importlib.import_module(f"{name}.gradcheck")
     for name in ("Module", "Sequential"):
         setattr(pkg, name, getattr(module, name))
     for name in ("numerical_gradient", "rel_error", "check_gradient"):
         setattr(pkg, name, getattr(gradcheck, name))
 
-    def lazy(name: str):  # ``from assignment import Linear`` inside a student file
-        if name in STUDENT_MODULES:
-            return getattr(importlib.import_module(f"assignment.{STUDENT_MODULES[name]}"), name)
-        raise AttributeError(name)
+    def lazy(attr: str):  # ``from assignment import Linear`` inside a student file
+        if attr in STUDENT_MODULES:
+            return getattr(importlib.import_module(f"{name}.{STUDENT_MODULES[attr]}"), attr)
+        raise AttributeError(attr)
 
     pkg.__getattr__ = lazy
-    sys.path.append(package_dir)  # ``from module import Module`` also works
+    if name == "assignment":
+        sys.path.append(package_dir)  # ``from module import Module`` also works
 
 
 def main() -> None:

@@ -1,0 +1,254 @@
+"""Copying a submission's two student files, safely, into a scratch package folder."""
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import os
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .discover import STUDENT_FILES, Submission
+
+MAX_FILE_BYTES = 512 * 1024
+MAX_ZIP_ENTRIES = 5000
+MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+PROVIDED = ("module.py", "gradcheck.py")
+
+
+class IntakeError(Exception):
+    """The submission as a whole cannot be graded (status ``rejected``), with the reason."""
+
+
+@dataclass
+class Prepared:
+    package_dir: Path
+    digest: str                                       #: sha256 over the student files' bytes
+    problems: dict[str, str] = field(default_factory=dict)  #: file -> why it is missing or refused
+    notes: list[str] = field(default_factory=list)
+
+
+def _trusted_dir() -> Path:
+    import assignment  # the installed, instructor's copy: provided files are identical in it
+
+    return Path(assignment.__file__).resolve().parent
+
+
+def _decode(name: str, data: bytes) -> str:
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{name} is {len(data)} bytes, over the limit of {MAX_FILE_BYTES}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    if "\x00" in text:
+        raise ValueError(f"{name} contains NUL bytes: it is not a Python source file")
+    return text
+
+
+def _from_dir(root: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    files, problems, notes = {}, {}, []
+    if root.is_symlink():
+        raise IntakeError(f"{root.name} is a symbolic link; submit the folder itself")
+    base = root
+    sub = root / "assignment"
+    if sub.is_dir() and not sub.is_symlink() and any((sub / f).exists() or (sub / f).is_symlink() for f in STUDENT_FILES):
+        base = sub
+        if any((root / f).exists() for f in STUDENT_FILES):
+            notes.append("student files found both at the top and under assignment/: assignment/ was used")
+    elif sub.is_symlink():
+        problems.update({f: "assignment/ is a symbolic link, which is not followed" for f in STUDENT_FILES})
+        return files, problems, notes
+    for name in STUDENT_FILES:
+        path = base / name
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            problems[name] = f"{name} was not found in the submission (looked at its top level and under assignment/)"
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            problems[name] = f"{name} is a symbolic link; links are refused, submit the file itself"
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            problems[name] = f"{name} is not a regular file"
+            continue
+        if st.st_size > MAX_FILE_BYTES:
+            problems[name] = f"{name} is {st.st_size} bytes, over the limit of {MAX_FILE_BYTES}"
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as fh:
+                data = fh.read(MAX_FILE_BYTES + 1)
+            files[name] = _decode(name, data)
+        except (OSError, ValueError) as exc:
+            problems[name] = str(exc)
+    return files, problems, notes
+
+
+def _from_zip(path: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise IntakeError(f"{path.name} is not a readable zip archive ({exc})") from None
+    files, problems, notes = {}, {}, []
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_ZIP_ENTRIES:
+            raise IntakeError(f"{path.name} holds {len(infos)} entries, over the limit of {MAX_ZIP_ENTRIES}")
+        for info in infos:
+            n = info.filename
+            if n.startswith("/") or "\\" in n or ".." in n.split("/") or (len(n) > 1 and n[1] == ":"):
+                raise IntakeError(f"{path.name}: entry {n!r} has an absolute path or leaves the archive's "
+                                  "folder; such archives are refused")
+        candidates = {}
+        for info in infos:
+            parts = [p for p in info.filename.split("/") if p]
+            if not parts or parts[0] == "__MACOSX" or info.is_dir():
+                continue
+            if parts[-1] in STUDENT_FILES:
+                depth = len(parts)
+                prev = candidates.get(parts[-1])
+                if prev is None or depth < prev[0] or (depth == prev[0] and "assignment" in parts[:-1]):
+                    candidates[parts[-1]] = (depth, info)
+        for name in STUDENT_FILES:
+            if name not in candidates:
+                problems[name] = f"{name} was not found in the archive"
+                continue
+            info = candidates[name][1]
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                problems[name] = f"{name} is a symbolic link inside the archive; links are refused"
+                continue
+            if info.flag_bits & 0x1:
+                problems[name] = f"{name} is encrypted in the archive"
+                continue
+            if info.file_size > MAX_FILE_BYTES:
+                problems[name] = f"{name} is {info.file_size} bytes, over the limit of {MAX_FILE_BYTES}"
+                continue
+            try:
+                with zf.open(info) as fh:
+                    data = fh.read(MAX_FILE_BYTES + 1)
+                files[name] = _decode(name, data)
+            except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, EOFError) as exc:
+                problems[name] = f"{name} could not be read from the archive ({exc})"
+    return files, problems, notes
+
+
+# --- notebooks -------------------------------------------------------------------------------------
+
+def _constant_expr(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_constant_expr(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(k is None or _constant_expr(k) for k in node.keys) and all(_constant_expr(v) for v in node.values)
+    if isinstance(node, ast.UnaryOp):
+        return _constant_expr(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _constant_expr(node.left) and _constant_expr(node.right)
+    if isinstance(node, ast.Attribute):  # np.float64 and the like
+        return isinstance(node.value, ast.Name) or (isinstance(node.value, ast.Attribute) and _constant_expr(node.value))
+    return False
+
+
+def _keep(node: ast.stmt) -> bool:
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return True
+    if isinstance(node, ast.Assign):
+        return all(isinstance(t, ast.Name) for t in node.targets) and _constant_expr(node.value)
+    if isinstance(node, ast.AnnAssign):
+        return isinstance(node.target, ast.Name) and node.value is not None and _constant_expr(node.value)
+    return False
+
+
+def _strip_magics(src: str) -> str:
+    lines = []
+    for line in src.splitlines():
+        s = line.lstrip()
+        if s.startswith(("%", "!", "?")) or s.endswith("?") and not s.startswith("#") and "=" not in s:
+            lines.append("")  # keep line numbers
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def notebook_source(raw: bytes, name: str) -> tuple[str, list[str]]:
+    """The module source made of a notebook's solution cells (see CONTRACT.md section 2)."""
+    import nbformat
+
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise IntakeError(f"{name} is {len(raw)} bytes, over the limit of {MAX_NOTEBOOK_BYTES}")
+    try:
+        nb = nbformat.reads(raw.decode("utf-8-sig"), as_version=4)
+    except UnicodeDecodeError:
+        raise IntakeError(f"{name} is not UTF-8 text, so it is not a notebook") from None
+    except Exception as exc:  # nbformat raises several types for non-JSON / non-notebook input
+        raise IntakeError(f"{name} is not a valid Jupyter notebook: {str(exc).splitlines()[0][:200]}") from None
+    cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    tagged = [c for c in cells if "solution" in (c.get("metadata", {}).get("tags") or [])]
+    notes = [f"{len(tagged)} code cell(s) tagged 'solution' were used" if tagged else
+             f"no cell is tagged 'solution': all {len(cells)} code cells were used"]
+    chunks = []
+    for i, cell in enumerate(tagged or cells):
+        src = cell.get("source", "")
+        src = "".join(src) if isinstance(src, list) else str(src)
+        src = _strip_magics(src)
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            # Kept whole, so that importing the module reports the student's syntax error.
+            chunks.append(f"# --- notebook cell {i + 1} (has a syntax error) ---\n{src}\n")
+            continue
+        kept = [ast.get_source_segment(src, n) for n in tree.body if _keep(n)]
+        dropped = sum(1 for n in tree.body if not _keep(n))
+        if kept:
+            chunks.append(f"# --- notebook cell {i + 1} ---\n" + "\n\n".join(k for k in kept if k) + "\n")
+        if dropped:
+            notes.append(f"cell {i + 1}: {dropped} top-level statement(s) other than import/def/class/constants dropped")
+    header = "from __future__ import annotations\n" if any("from __future__" in c for c in chunks) else ""
+    body = "\n".join(chunks).replace("from __future__ import annotations\n", "")
+    return header + "import numpy as np\n\n" + body, notes
+
+
+def _from_notebook(path: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise IntakeError(f"{path.name} could not be read ({exc})") from None
+    src, notes = notebook_source(raw, path.name)
+    try:
+        src = _decode("notebook code", src.encode())
+    except ValueError as exc:
+        raise IntakeError(str(exc)) from None
+    return {name: src for name in STUDENT_FILES}, {}, notes
+
+
+def prepare(sub: Submission, scratch_root: Path) -> Prepared:
+    """Write ``scratch_root/assignment/`` with the trusted provided files and the student's files."""
+    if sub.kind == "dir":
+        files, problems, notes = _from_dir(sub.path)
+    elif sub.kind == "zip":
+        files, problems, notes = _from_zip(sub.path)
+    else:
+        files, problems, notes = _from_notebook(sub.path)
+    pkg = scratch_root / "assignment"
+    pkg.mkdir(parents=True)
+    trusted = _trusted_dir()
+    for name in PROVIDED:
+        shutil.copyfile(trusted / name, pkg / name)
+    h = hashlib.sha256()
+    for name in STUDENT_FILES:
+        if name in files:
+            text = files[name]
+        else:
+            # Importing the stand-in reports the intake problem as the reason for every affected check.
+            text = f"raise ImportError({problems[name]!r})\n"
+        (pkg / name).write_text(text, encoding="utf-8")
+        h.update(name.encode() + b"\x00" + text.encode() + b"\x00")
+    if sub.note:
+        notes.insert(0, sub.note)
+    return Prepared(pkg, h.hexdigest(), problems, notes)

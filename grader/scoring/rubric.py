@@ -1,0 +1,90 @@
+"""The rubric: points per check, the public share, and the accuracy bands of the MNIST tests."""
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT = Path(__file__).with_name("default_rubric.toml")
+
+
+class RubricError(ValueError):
+    """The rubric file is invalid; the message says where."""
+
+
+@dataclass(frozen=True)
+class MnistRule:
+    points: float
+    full_within: float
+    bands: tuple[tuple[float, float], ...]
+    chance_margin: float
+
+    def fraction(self, accuracy: float | None, reference: float, chance: float) -> float:
+        """Credit for ``accuracy`` given the reference's accuracy under the same protocol."""
+        if accuracy is None or not accuracy > chance + self.chance_margin:
+            return 0.0
+        drop = reference - accuracy
+        if drop <= self.full_within:
+            return 1.0
+        for max_drop, frac in self.bands:
+            if drop <= max_drop:
+                return frac
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Rubric:
+    name: str
+    public_share: float
+    partial_credit: bool
+    checks: dict[str, float]
+    mnist: dict[str, MnistRule]
+    source: str = field(default="", compare=False)
+    digest: str = ""
+
+    @property
+    def total(self) -> float:
+        return sum(self.checks.values()) + sum(r.points for r in self.mnist.values())
+
+
+def load_rubric(path: str | Path | None = None) -> Rubric:
+    p = Path(path) if path else DEFAULT
+    try:
+        raw_bytes = p.read_bytes()
+        data = tomllib.loads(raw_bytes.decode())
+    except OSError as exc:
+        raise RubricError(f"cannot read rubric {p}: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RubricError(f"rubric {p} is not valid TOML: {exc}") from None
+    from ..checks import REGISTRY
+
+    head = data.get("rubric", {})
+    checks = data.get("checks", {})
+    unknown = sorted(set(checks) - set(REGISTRY))
+    if unknown:
+        raise RubricError(f"rubric {p} names unknown checks: {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
+    for k, v in checks.items():
+        if not isinstance(v, (int, float)) or v < 0:
+            raise RubricError(f"rubric {p}: points of {k} must be a number >= 0")
+    mnist = {}
+    for comp, rule in (data.get("mnist") or {}).items():
+        if comp not in ("MNIST-MLP", "MNIST-LogReg"):
+            raise RubricError(f"rubric {p}: unknown MNIST test {comp!r}")
+        try:
+            bands = tuple(sorted((float(a), float(b)) for a, b in rule.get("bands", [])))
+            mnist[comp] = MnistRule(float(rule["points"]), float(rule.get("full_within", 0.005)), bands,
+                                    float(rule.get("chance_margin", 0.05)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RubricError(f"rubric {p}: [mnist.{comp}] is invalid ({exc})") from None
+    share = float(head.get("public_share", 0.25))
+    if not 0 <= share <= 1:
+        raise RubricError(f"rubric {p}: public_share must be between 0 and 1")
+    ordered = {cid: float(checks[cid]) for cid in REGISTRY if cid in checks}
+    return Rubric(str(head.get("name", "rubric")), share, bool(head.get("partial_credit", True)), ordered, mnist,
+                  source=str(p), digest=hashlib.sha256(raw_bytes).hexdigest())
