@@ -6,6 +6,7 @@ answers for that very input, used to name a bug when the student's answer equals
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -123,6 +124,23 @@ def check_twice(ctx: Context, cases: list[LayerCase], parts: list[str], mutants:
                                          f"the second backward changed {_what(case, p)}: " + res.detail)
                 break
         out.append(bad or CaseResult(label, True))
+    return out
+
+
+def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn) -> list[CaseResult]:
+    """After two forward calls, backward differentiates at the input of the second one."""
+    out = []
+    for case in cases:
+        first = np.asarray(case.inputs[0])
+        earlier = (first[::-1] * 0.5 + ctx.rng.standard_normal(first.shape).astype(first.dtype),) + tuple(case.inputs[1:])
+        s = execute(ctx.student, case, forwards=(earlier,))
+        r = reference_run(ctx.ref, case)
+        r_old = reference_run(ctx.ref, replace(case, inputs=earlier))
+        label = case.label + ", backward after two forward calls"
+        out.append(_first_failure(
+            judge_part(ctx, case, s, r, p, mutants, label=label,
+                       extra_mutants=[("stale_cache", np.asarray(value_of(part_value(r_old, p)), dtype=np.float64))])
+            for p in parts) or CaseResult(label, True))
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import check
-from .generic import (check_float32, check_part, check_read_only, check_twice, check_upstream,
+from .generic import (check_float32, check_latest_forward, check_part, check_read_only, check_twice, check_upstream,
                       distinct_dims)
 from .runs import LayerCase
 
@@ -76,10 +76,12 @@ def check_linear_read_only(ctx):
     return check_read_only(ctx, cases(ctx.rng, corners=False), PARTS, mutants)
 
 
-@check(C, "backward twice gives the same gradients")
+@check(C, "backward twice gives the same gradients; uses the latest forward")
 def check_linear_backward_twice(ctx):
-    """Parameter gradients are assigned, not accumulated: a second backward changes nothing."""
-    return check_twice(ctx, cases(ctx.rng, corners=False), ["input", "W", "b"], mutants)
+    """Gradients are assigned, not accumulated, and backward uses the most recent forward's input."""
+    cs = cases(ctx.rng, corners=False)
+    return (check_twice(ctx, cs, ["input", "W", "b"], mutants)
+            + check_latest_forward(ctx, cs, ["input", "W", "b"], mutants))
 
 
 @check(C, "backward is linear in the upstream gradient")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import check
-from .generic import (check_float32, check_part, check_read_only, check_twice, check_upstream,
+from .generic import (check_float32, check_latest_forward, check_part, check_read_only, check_twice, check_upstream,
                       distinct_dims, judge_part)
 from .runs import LayerCase, execute, reference_run, value_of
 
@@ -108,7 +108,8 @@ def check_logisticregression_read_only(ctx):
 def check_logisticregression_twice_and_upstream(ctx):
     """A second backward gives the same gradients; grad_output scales all of them."""
     cs = cases(ctx.rng, corners=False)
-    return check_twice(ctx, cs, ["input", "w", "b"], mutants) + check_upstream(ctx, cs, ["input", "w", "b"], mutants)
+    return (check_twice(ctx, cs, ["input", "w", "b"], mutants) + check_upstream(ctx, cs, ["input", "w", "b"], mutants)
+            + check_latest_forward(ctx, cs, ["input", "w", "b"], mutants))
 
 
 @check(C, "float32 in, float32 out")

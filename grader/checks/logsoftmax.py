@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import CaseResult, check
-from .generic import (check_float32, check_part, check_read_only, check_twice, check_upstream,
+from .generic import (check_float32, check_latest_forward, check_part, check_read_only, check_twice, check_upstream,
                       distinct_dims, judge_part)
 from .runs import LayerCase, execute, reference_run, value_of
 
@@ -113,9 +113,10 @@ def check_logsoftmax_read_only(ctx):
 
 @check(C, "backward twice, and linear in G")
 def check_logsoftmax_twice_and_upstream(ctx):
-    """A second backward gives the same result; scaling G scales the result."""
+    """A second backward gives the same result; scaling G scales it; backward uses the latest forward."""
     cs = cases(ctx.rng, corners=False)
-    return (check_twice(ctx, cs, ["input"], mutants) + check_upstream(ctx, cs, ["input"], mutants))
+    return (check_twice(ctx, cs, ["input"], mutants) + check_upstream(ctx, cs, ["input"], mutants)
+            + check_latest_forward(ctx, cs, ["input"], mutants))
 
 
 @check(C, "float32 in, float32 out")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import check
-from .generic import check_float32, check_part, check_read_only, check_twice, distinct_dims
+from .generic import check_float32, check_latest_forward, check_part, check_read_only, check_twice, distinct_dims
 from .runs import LayerCase
 
 C = "NLLLoss"
@@ -78,7 +78,8 @@ def check_nllloss_backward_sum(ctx):
 def check_nllloss_read_only(ctx):
     """forward and backward work on read-only arrays, leave them unchanged, and a second backward agrees."""
     cs = cases(ctx.rng, "mean", corners=False)
-    return check_read_only(ctx, cs, ["forward", "input"], mutants) + check_twice(ctx, cs, ["input"], mutants)
+    return (check_read_only(ctx, cs, ["forward", "input"], mutants) + check_twice(ctx, cs, ["input"], mutants)
+            + check_latest_forward(ctx, cs, ["input"], mutants))
 
 
 @check(C, "float32 in, float32 out")

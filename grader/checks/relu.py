@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import CaseResult, check
-from .generic import (away_from_zero, check_float32, check_part, check_read_only, check_upstream,
+from .generic import (away_from_zero, check_float32, check_latest_forward, check_part, check_read_only, check_upstream,
                       distinct_dims, judge_part)
 from .runs import LayerCase, execute, reference_run
 
@@ -67,10 +67,11 @@ def check_relu_read_only(ctx):
     return check_read_only(ctx, cases(ctx.rng, corners=False), ["forward", "input"], mutants)
 
 
-@check(C, "backward is linear in the upstream gradient")
+@check(C, "backward is linear in G and uses the latest forward")
 def check_relu_upstream(ctx):
-    """Scaling G scales dL/dX by the same factor."""
-    return check_upstream(ctx, cases(ctx.rng, corners=False), ["input"], mutants)
+    """Scaling G scales dL/dX by the same factor; after two forwards the mask of the second is used."""
+    cs = cases(ctx.rng, corners=False)
+    return check_upstream(ctx, cs, ["input"], mutants) + check_latest_forward(ctx, cs, ["input"], mutants)
 
 
 @check(C, "float32 in, float32 out")

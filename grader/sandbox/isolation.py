@@ -24,8 +24,11 @@ import struct
 import sys
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+try:
+    _libc.syscall.restype = ctypes.c_long
+    _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+except AttributeError:  # not Linux: every layer but rlimits reports itself unavailable
+    pass
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
@@ -198,13 +201,24 @@ def drop_privileges(uid: int | None) -> str:
 def apply_all(cfg: dict) -> dict[str, str]:
     """Apply every layer in a safe order; returns the report. Called by the worker at start-up."""
     report = {}
-    report["rlimits"] = apply_rlimits(cfg.get("rlimits", {}))
-    report["network"] = unshare_network() if cfg.get("network", True) else "unavailable: disabled"
-    report["landlock"] = (apply_landlock(cfg.get("read_paths", []), cfg.get("write_paths", []))
-                          if cfg.get("landlock", True) else "unavailable: disabled")
-    report["user"] = drop_privileges(cfg.get("uid"))
-    # After the uid change: the parent-death signal is reset by a credential change.
-    _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
-    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    report["seccomp"] = apply_seccomp() if cfg.get("seccomp", True) else "unavailable: disabled"
+
+    def attempt(name, enabled, fn, *args):
+        if not enabled:
+            report[name] = "unavailable: disabled by the configuration"
+            return
+        try:
+            report[name] = fn(*args)
+        except Exception as exc:  # e.g. not Linux: the layer is reported missing, the others still apply
+            report[name] = f"unavailable: {type(exc).__name__}: {exc}"[:200]
+
+    attempt("rlimits", True, apply_rlimits, cfg.get("rlimits", {}))
+    attempt("network", cfg.get("network", True), unshare_network)
+    attempt("landlock", cfg.get("landlock", True), apply_landlock, cfg.get("read_paths", []), cfg.get("write_paths", []))
+    attempt("user", True, drop_privileges, cfg.get("uid"))
+    try:  # after the uid change: a credential change resets the parent-death signal
+        _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except Exception:
+        pass
+    attempt("seccomp", cfg.get("seccomp", True), apply_seccomp)
     return report

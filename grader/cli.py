@@ -1,0 +1,232 @@
+"""The ``grader`` command: a thin layer of subcommands, each forwarding to one function.
+
+Exit status (CONTRACT.md): 0 grading ran, 1 ``--fail-under`` not met (or ``validate`` found a
+problem), 2 usage error, 3 internal failure of the grader, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+
+EXIT_OK, EXIT_FAIL_UNDER, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _progress_printer(enabled: bool, total_hint: int = 0):
+    if not enabled:
+        return None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = {"b": None}
+
+        def progress(done, total, r, skipped):
+            if bar["b"] is None:
+                bar["b"] = tqdm(total=total, unit="sub", file=sys.stderr, dynamic_ncols=True)
+            bar["b"].update(1)
+            bar["b"].set_postfix_str(f"{r.student[:20]} {r.score:g}{' (cached)' if skipped else ''}")
+            if done == total:
+                bar["b"].close()
+
+        return progress
+    start = time.monotonic()
+
+    def progress(done, total, r, skipped):
+        el = time.monotonic() - start
+        rate = done / el * 60 if el > 0 else 0.0
+        eta = (total - done) / (done / el) if done and el > 0 else 0.0
+        print(f"[{done}/{total}] {r.student}: {r.score:g}/{r.max_score:g} {r.status}"
+              f"{' (already graded)' if skipped else ''} | {rate:.0f}/min, ETA {eta:.0f} s", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _emit(results, fmt: str, out: Path | None) -> None:
+    from .report import github_annotations, github_summary, render_junit, render_text, write_atomic
+
+    if fmt == "text":
+        sys.stdout.write(render_text(results))
+    elif fmt == "json":
+        json.dump([r.to_gradescope(include_timing=False) for r in results], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif fmt == "junit":
+        xml = render_junit(results)
+        if out is not None:
+            write_atomic(out / "junit.xml", xml)
+            print(f"wrote {out / 'junit.xml'}", file=sys.stderr)
+        sys.stdout.write(xml)
+    elif fmt == "github":
+        summary = github_summary(results)
+        path = os.environ.get("GITHUB_STEP_SUMMARY")
+        if path:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(summary)
+        else:
+            sys.stdout.write(summary)
+        for line in github_annotations(results):
+            print(line)
+
+
+def cmd_grade(args) -> int:
+    from .batch import grade_batch
+    from .intake import UsageError
+    from .pipeline import GradeOptions
+    from .batch.runner import resolve_secret
+    from .scoring.rubric import RubricError, load_rubric
+
+    if args.no_sandbox and not args.force_unsafe:
+        print("error: --no-sandbox runs submissions inside the grader process with no isolation. It is meant "
+              "for the instructor's own trusted code (the reference, benchmarks); add --force-unsafe if that "
+              "is what you are grading.", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    try:
+        load_rubric(args.rubric)
+    except RubricError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    secret, origin = resolve_secret(out, args.secret)
+    opts = GradeOptions(secret=secret, rubric_path=args.rubric, public_only=args.public_only,
+                        sandbox=not args.no_sandbox, mnist=not args.no_mnist)
+    if not args.quiet:
+        print(f"grader {__version__}: secret {origin}; writing to {out}", file=sys.stderr)
+    try:
+        outcome = grade_batch(args.submissions, out, opts, jobs=args.jobs,
+                              progress=_progress_printer(not args.quiet))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished submissions are saved; run the same command again to resume.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    for w in outcome.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    _emit(outcome.results, args.format, out)
+    if not args.quiet:
+        print(f"wrote {out / 'gradebook.csv'}, {out / 'summary.md'}, {out / 'run.json'} and one folder per "
+              f"student ({len(outcome.results)} submissions, {outcome.skipped} already graded)", file=sys.stderr)
+    if args.fail_under is not None:
+        low = [r for r in outcome.results if r.score < args.fail_under]
+        if low:
+            print(f"fail-under {args.fail_under:g}: {len(low)} submission(s) below", file=sys.stderr)
+            return EXIT_FAIL_UNDER
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from .student import check_path
+
+    return check_path(args.path, component=args.component, fmt=args.format)
+
+
+def cmd_validate(args) -> int:
+    from .validate import validate
+
+    return validate(secret=args.secret, fixtures=args.fixtures, sandbox=args.sandbox, verbose=args.verbose)
+
+
+def cmd_demo(args) -> int:
+    here = Path(__file__).resolve().parent.parent
+    examples = here / "data" / "examples"
+    args.submissions = str(examples)
+    return cmd_grade(args)
+
+
+def cmd_release(args) -> int:
+    from .release import build_release
+
+    path = build_release(Path(args.out))
+    print(f"wrote the student release to {path}")
+    return EXIT_OK
+
+
+def cmd_gradescope(args) -> int:
+    from .release import build_gradescope_bundle
+
+    path = build_gradescope_bundle(Path(args.out), rubric=args.rubric)
+    print(f"wrote the Gradescope autograder bundle {path}")
+    return EXIT_OK
+
+
+def _add_grade_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    p.add_argument("--out", default="grading-out" if not demo else "demo-out",
+                   help="folder for gradebook.csv, run.json, summary.md and one folder per student")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="submissions graded in parallel (default: cores)")
+    p.add_argument("--secret", help="secret the hidden cases are drawn from (default: $GRADER_SECRET, the previous "
+                                    "run's in --out, or a new random one; always recorded in run.json)")
+    p.add_argument("--rubric", help="rubric TOML file (default: the built-in one, 100 points)")
+    p.add_argument("--format", choices=("text", "json", "junit", "github"), default="text", help="console output")
+    p.add_argument("--fail-under", type=float, help="exit with status 1 if any submission scores below this")
+    p.add_argument("--public-only", action="store_true", help="only the public checks (no hidden cases, no MNIST)")
+    p.add_argument("--no-mnist", action="store_true", help="skip the MNIST training tests")
+    p.add_argument("--no-sandbox", action="store_true", help="instructor-only debugging: run code in-process")
+    p.add_argument("--force-unsafe", action="store_true", help="allow --no-sandbox")
+    p.add_argument("--quiet", action="store_true", help="no progress or summary lines on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="grader", description="Grade backprop-by-hand submissions.")
+    ap.add_argument("--version", action="version", version=f"grader {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("grade", help="grade one submission or a folder of them")
+    g.add_argument("submissions", help="a submission (folder, .zip, .ipynb) or a folder of submissions")
+    _add_grade_options(g)
+    g.set_defaults(func=cmd_grade)
+
+    d = sub.add_parser("demo", help="grade the bundled example submissions (data/examples)")
+    _add_grade_options(d, demo=True)
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("check", help="students: run the public checks on your assignment/ folder")
+    c.add_argument("path", nargs="?", default=None, help="your assignment folder (default: ./assignment)")
+    c.add_argument("--component", help="only this component (Linear, ReLU, LogSoftmax, NLLLoss, LogisticRegression)")
+    c.add_argument("--format", choices=("text", "github"), default="text")
+    c.set_defaults(func=cmd_check)
+
+    v = sub.add_parser("validate", help="reference full marks, skeleton zero, every known-buggy variant caught")
+    v.add_argument("--secret", default="validate", help="secret for the hidden cases")
+    v.add_argument("--fixtures", default=None, help="folder of buggy variants (default: tests/fixtures/buggy)")
+    v.add_argument("--sandbox", action="store_true", help="also grade the reference through the sandbox")
+    v.add_argument("--verbose", action="store_true")
+    v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser("release", help="build the student distribution")
+    r.add_argument("out", help="output folder")
+    r.set_defaults(func=cmd_release)
+
+    gs = sub.add_parser("gradescope", help="build a Gradescope autograder bundle")
+    gs.add_argument("out", help="output .zip")
+    gs.add_argument("--rubric", help="rubric TOML to bundle")
+    gs.set_defaults(func=cmd_gradescope)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        print("internal error of the grader (exit status 3); please report it with the traceback above",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

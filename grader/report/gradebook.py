@@ -1,0 +1,32 @@
+"""``gradebook.csv``: one row per submission, safe to open in a spreadsheet."""
+from __future__ import annotations
+
+import csv
+import io
+
+from ..scoring.results import SubmissionResult
+
+COMPONENTS = ("Linear", "ReLU", "LogSoftmax", "NLLLoss", "LogisticRegression", "MNIST-MLP", "MNIST-LogReg")
+
+
+def safe_cell(value: str) -> str:
+    """Neutralise spreadsheet formulas (=, +, -, @, tab, CR at the start) in text cells."""
+    s = str(value).replace("\r", " ").replace("\n", " ")
+    if s[:1] in ("=", "+", "-", "@", "\t", "|", "%"):
+        s = "'" + s
+    return s
+
+
+def fmt(x: float) -> str:
+    return f"{round(float(x), 4):g}"
+
+
+def render_gradebook(results: list[SubmissionResult]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    w.writerow(["student", "score", "max_score", "status", *COMPONENTS, "reason"])
+    for r in sorted(results, key=lambda r: r.student):
+        comps = r.component_scores()
+        w.writerow([safe_cell(r.student), fmt(r.score), fmt(r.max_score), r.status,
+                    *[fmt(comps[c][0]) if c in comps else "" for c in COMPONENTS], safe_cell(r.reason[:300])])
+    return buf.getvalue()

@@ -1,0 +1,106 @@
+"""``grader check`` and ``check()`` for notebooks: the public checks, in the same sandbox as grading.
+
+What a student sees here is what official grading shows for the public cases (same checks, same
+diagnosis); hidden cases with other shapes and values, and the MNIST training tests, run on top.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from .checks import COMPONENTS, REGISTRY, CheckResult, run_check
+from .diagnosis.explain import explain
+from .intake import Submission
+from .intake.discover import is_submission_dir
+from .intake.extract import prepare
+from .sandbox.client import SandboxImpl
+
+FOOTER = ("These were the public checks only. When your submission is graded, hidden checks with other "
+          "shapes and values (read-only inputs, float32, large logits, N = 1, ...) and the MNIST training "
+          "tests run as well.")
+
+
+def _default_path() -> Path:
+    cwd = Path.cwd()
+    for cand in (cwd / "assignment", cwd.parent / "assignment", cwd):
+        if cand.is_dir() and is_submission_dir(cand):
+            return cand
+    import assignment
+
+    return Path(assignment.__file__).resolve().parent
+
+
+def run_public(path: str | Path | None = None, component: str | None = None) -> list[CheckResult]:
+    """Run the public checks on a student folder in the sandbox; returns the check results."""
+    from .pipeline import reference_impl
+
+    folder = Path(path) if path else _default_path()
+    specs = [s for s in REGISTRY.values() if s.public and (component is None or s.component == component)]
+    scratch = Path(tempfile.mkdtemp(prefix="bpg-check-"))
+    try:
+        prepared = prepare(Submission("you", folder, "dir"), scratch)
+        with SandboxImpl(prepared.package_dir) as impl:
+            return [run_check(s, impl, reference_impl(), secret=None) for s in specs]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def format_results(results: list[CheckResult]) -> str:
+    lines = []
+    for comp in COMPONENTS:
+        rs = [r for r in results if r.component == comp]
+        if not rs:
+            continue
+        ok = sum(r.passed for r in rs)
+        lines.append(f"{comp}: {ok}/{len(rs)} public checks passed")
+        for r in rs:
+            mark = "PASS" if r.passed else ("TODO" if r.not_attempted else "FAIL")
+            lines.append(f"  [{mark}] {r.title}")
+            if not r.passed:
+                lines += ["         " + line for line in explain(r).splitlines()]
+    lines += ["", FOOTER]
+    return "\n".join(lines)
+
+
+def check(component: str | None = None, path: str | Path | None = None) -> list[CheckResult]:
+    """For notebooks: run the public checks of one component (or all) and print readable feedback."""
+    if component is not None and component not in COMPONENTS:
+        raise ValueError(f"unknown component {component!r}; choose one of {', '.join(COMPONENTS)}")
+    results = run_public(path, component)
+    print(format_results(results))
+    return results
+
+
+def check_path(path: str | None, *, component: str | None = None, fmt: str = "text") -> int:
+    if component is not None and component not in COMPONENTS:
+        print(f"error: unknown component {component!r}; choose one of {', '.join(COMPONENTS)}", file=sys.stderr)
+        return 2
+    folder = Path(path) if path else _default_path()
+    if not folder.exists():
+        print(f"error: {folder} does not exist", file=sys.stderr)
+        return 2
+    results = run_public(folder, component)
+    if fmt == "github":
+        from .report import github_annotations, github_summary
+        from .pipeline import Planned, _score_check
+        from .scoring import SubmissionResult, load_rubric
+
+        rubric = load_rubric()
+        tests = [_score_check(Planned(r.id, r.component, "public", rubric.checks[r.id] * rubric.public_share,
+                                      f"{r.component}: {r.title} (public)"), r, rubric) for r in results]
+        sr = SubmissionResult("public-checks", "ok", tests=tests)
+        import os
+
+        summary = github_summary([sr]) + "\n" + FOOTER + "\n"
+        if os.environ.get("GITHUB_STEP_SUMMARY"):
+            with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
+                fh.write(summary)
+        print(format_results(results))
+        for line in github_annotations([sr]):
+            print(line)
+        return 0
+    print(f"Public checks of {folder}")
+    print(format_results(results))
+    return 0
