@@ -143,8 +143,9 @@ def _score_mnist(p: Planned, run: MnistRun, ref: dict, rubric: Rubric) -> TestRe
 def _status(tests: list[TestResult]) -> tuple[str, str]:
     causes = [c for t in tests for c in t.causes]
     if "import_error" in causes:
-        bad = next(t for t in tests if "import_error" in t.causes)
-        return "error", "a student file could not be imported: " + bad.output.splitlines()[-1][:300] if bad.output else ""
+        lines = [ln for t in tests for ln in t.output.splitlines() if "could not be imported" in ln]
+        first = lines[0].split(": import", 1)[0] if lines else ""
+        return "error", (first.split(". ", 1)[-1] if first else "a student file could not be imported")[:300]
     if "timeout" in causes or "too_slow" in causes:
         return "timeout", "some calls took too long or never returned; see the affected tests"
     if "crash" in causes:

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from ..sandbox.client import StudentError
-from .base import CaseResult, Context, error_case
+from .base import TOL32, CaseResult, Context, error_case
 from .runs import LayerCase, Run, execute, fd_finding, grad_of, judge, modified_case, reference_run, value_of
 
 MutantFn = Callable[[str, LayerCase, object], list]
@@ -40,17 +40,19 @@ def part_value(run: Run, part: str, *, second: bool = False):
 
 def judge_part(ctx: Context, case: LayerCase, s: Run, r: Run, part: str, mutants: MutantFn, *,
                label: str | None = None, second: bool = False, unstable: bool = False, fd: bool = False,
-               extra_mutants: list = ()) -> CaseResult:
+               extra_mutants: list = (), tol: float | None = None) -> CaseResult:
     label = label or case.label
     got = part_value(s, part, second=second)
     want = part_value(r, part)
     if part != "forward" and isinstance(s.forward, StudentError):
         return error_case(label, s.forward, f"{case.cls}.forward (needed before backward)")
+    if second and part == "input" and isinstance(s.backward, StudentError):
+        return error_case(label, s.backward, f"{case.cls}.backward")
     ms = list(extra_mutants) + _safe_mutants(mutants, part, case, ctx.ref)
     scalar_ok = (case.loss and part == "forward") or np.ndim(value_of(want)) == 0
     bias_of = np.shape(case.upstream) if part == "b" and not case.loss else None
     res = judge(got, want, label=label, what=_what(case, part), case=case, mutants=ms,
-                scalar_ok=scalar_ok, bias_of=bias_of, unstable=unstable)
+                scalar_ok=scalar_ok, bias_of=bias_of, unstable=unstable, tol=tol)
     if res.ok and fd and part != "forward" and case.dtype == np.float64:
         f = fd_finding(ctx.ref, case, got, "X" if part == "input" else part, ctx.rng, what=_what(case, part))
         if not f.ok:
@@ -173,11 +175,38 @@ def check_float32(ctx: Context, cases: list[LayerCase], parts: list[str], mutant
     for case in cases:
         c32 = case.astype(np.float32)
         r = reference_run(ctx.ref, c32.astype(np.float64))
+        r32 = reference_run(ctx.ref, c32)
         s = execute(ctx.student, c32)
         label = case.label + ", float32"
-        out.append(_first_failure(judge_part(ctx, c32, s, r, p, mutants, label=label) for p in parts)
-                   or CaseResult(label, True))
+        out.append(_first_failure(judge_part(ctx, c32, s, r, p, mutants, label=label, tol=_tol32(r, r32, p))
+                                  for p in parts) or CaseResult(label, True))
     return out
+
+
+def stability_case(ctx: Context, case: LayerCase, parts: list[str], mutants: MutantFn, *,
+                   small: LayerCase) -> CaseResult:
+    """Judge ``case`` (huge inputs). A wrong answer counts as numerical instability only if the
+    same computation is right on the moderate inputs ``small``; otherwise the bug is named as is."""
+    s, r = execute(ctx.student, case), reference_run(ctx.ref, case)
+    res = _first_failure(judge_part(ctx, case, s, r, p, mutants, unstable=True) for p in parts)
+    if res is None:
+        return CaseResult(case.label, True)
+    if res.cause == "unstable":
+        s2, r2 = execute(ctx.student, small), reference_run(ctx.ref, small)
+        plain = _first_failure(judge_part(ctx, small, s2, r2, p, mutants) for p in parts)
+        if plain is not None and plain.cause not in ("not_finite",):
+            return CaseResult(case.label, False, plain.cause, plain.detail + " (also wrong for moderate inputs)")
+    return res
+
+
+def _tol32(r64: Run, r32: Run, part: str) -> float:
+    """float32 tolerance: TOL32, or 50 times the reference's own float32 error where a result
+    cancels (e.g. sum(p - y) of a logistic regression), so correct float32 code never fails by chance."""
+    a = np.asarray(value_of(part_value(r32, part)), dtype=np.float64)
+    b = np.asarray(value_of(part_value(r64, part)), dtype=np.float64)
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    own = float(np.max(np.abs(a - b))) / scale if scale > 0 else 0.0
+    return max(TOL32, 50.0 * own)
 
 
 def distinct_dims(rng: np.random.Generator, *ranges: tuple[int, int]) -> list[int]:

@@ -46,10 +46,13 @@ def error_stats(actual: np.ndarray, desired: np.ndarray, tol: float) -> tuple[fl
     if not np.isfinite(err):
         err = float("inf")
     bad = int(np.count_nonzero(~(diff <= tol * max(scale, 1e-300))))
-    rel = diff / np.maximum(np.abs(n), 1e-300)
-    max_rel = float(np.max(rel)) if rel.size else 0.0
+    nz = np.abs(n) > 0
+    max_rel = float(np.max(diff[nz] / np.abs(n[nz]))) if np.any(nz) else float("nan")
+    rel_text = f"{max_rel:.3g}" if np.isfinite(max_rel) else "n/a"
+    if np.any(diff[~nz] > 0):
+        rel_text += " (and nonzero where the correct value is exactly 0)"
     summary = (f"{bad} of {n.size} entries ({100.0 * bad / max(n.size, 1):.0f}%) differ; "
-               f"largest absolute difference {worst:.3g}, largest relative {max_rel:.3g}, "
+               f"largest absolute difference {worst:.3g}, largest relative {rel_text}, "
                f"relative error {err:.3g} against a tolerance of {tol:g}")
     return err, summary
 

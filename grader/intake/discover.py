@@ -57,7 +57,7 @@ def discover(path: str | Path) -> tuple[list[Submission], list[str]]:
         raise UsageError(f"{p} is neither a folder, a .zip nor an .ipynb file")
     warnings, found = [], []
     for entry in sorted(p.iterdir(), key=lambda e: e.name):
-        if entry.name.startswith((".", "__")):
+        if entry.name.startswith((".", "__")) or entry.name.lower().startswith("readme"):
             continue
         k = _kind(entry)
         if entry.is_symlink():
