@@ -51,6 +51,12 @@ def _rubric(path):
 
 @lru_cache(maxsize=1)
 def reference_impl() -> LocalImpl:
+    try:
+        import solutions  # noqa: F401
+    except ImportError:  # the student release: no solutions/, the public checks replay recorded answers
+        from .sandbox.recorded import RecordedImpl
+
+        return RecordedImpl.load(Path(__file__).resolve().parent / "checks" / "public_reference.npz")
     import solutions.layers
     import solutions.logistic_regression
 

@@ -409,7 +409,7 @@ class SandboxImpl(_Base):
         if self._uid is None:
             self.isolation["process cleanup"] = "process group only (not root: no private uid)"
         else:
-            self.isolation["process cleanup"] = f"every process of uid {self._uid} is killed at the end"
+            self.isolation["process cleanup"] = "every process of the private uid is killed at the end"
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

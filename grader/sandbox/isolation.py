@@ -195,7 +195,7 @@ def drop_privileges(uid: int | None) -> str:
         os.setresuid(uid, uid, uid)
     except OSError as exc:
         return f"unavailable: setuid({uid}) failed ({exc})"
-    return f"active (uid {uid}, no groups)"
+    return "active (a private unprivileged uid, no groups)"
 
 
 def apply_all(cfg: dict) -> dict[str, str]:
