@@ -68,6 +68,8 @@ def check(component: str | None = None, path: str | Path | None = None) -> list[
     """For notebooks: run the public checks of one component (or all) and print readable feedback."""
     if component is not None and component not in COMPONENTS:
         raise ValueError(f"unknown component {component!r}; choose one of {', '.join(COMPONENTS)}")
+    if path is None and "assignment" in sys.modules and getattr(sys.modules["assignment"], "__file__", None):
+        path = Path(sys.modules["assignment"].__file__).resolve().parent  # what the notebook imported
     results = run_public(path, component)
     print(format_results(results))
     return results

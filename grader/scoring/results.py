@@ -17,6 +17,8 @@ STATUSES = ("ok", "error", "timeout", "rejected")
 class TestResult:
     """One test of ``results.json``."""
 
+    __test__ = False  # not a pytest class
+
     name: str                     #: readable, unique: "Linear: backward: dL/db (hidden)"
     component: str                #: first tag: Linear, ReLU, ..., MNIST-MLP, MNIST-LogReg
     check: str                    #: the check id, e.g. "Linear.backward_bias"
