@@ -83,6 +83,8 @@ class _Base:
 
     def new(self, cls: str, *args) -> Handle:
         head, _ = self._call_op({"op": "new", "cls": cls}, list(args), cls=cls, method="__init__")
+        if type(head.get("h")) is not int:
+            raise self._malformed("no object handle in the reply")
         return Handle(self._generation, head["h"], cls)
 
     def set(self, h: Handle, name: str, value) -> None:
@@ -94,7 +96,7 @@ class _Base:
     def attr(self, h: Handle, name: str):
         self._check_handle(h)
         head, arrays = self._op({"op": "attr", "h": h.id, "name": name}, [], cls=h.cls, method=name)
-        return decode_value(head["value"], arrays)
+        return self._value(head, arrays)
 
     def call(self, h: Handle, method: str, *args, readonly: tuple[bool, ...] = (), echo: bool = False) -> Any:
         return self.call_ex(h, method, *args, readonly=readonly, echo=echo).value
@@ -104,7 +106,24 @@ class _Base:
         head, arrays = self._call_op({"op": "call", "h": h.id, "method": method,
                                       "readonly": list(readonly), "echo": echo}, list(args),
                                      cls=h.cls, method=method)
-        return Reply(decode_value(head["value"], arrays), head.get("modified"), float(head.get("seconds", 0.0)))
+        modified = head.get("modified")
+        if modified is not None and not (type(modified) is list and all(type(m) is bool for m in modified)):
+            raise self._malformed("a malformed 'modified' list")
+        seconds = head.get("seconds", 0.0)
+        return Reply(self._value(head, arrays), modified, float(seconds) if type(seconds) in (int, float) else 0.0)
+
+    # A reply comes from the student's process, which can write anything to the pipe: every field
+    # is checked, and a bad one is the submission's protocol error, never an exception in a check.
+    def _value(self, head: dict, arrays: list):
+        try:
+            return decode_value(head["value"], arrays)
+        except (ProtocolError, KeyError, TypeError, ValueError, RecursionError) as exc:
+            raise self._malformed(f"no valid value in the reply: {type(exc).__name__}") from None
+
+    def _malformed(self, why: str) -> "StudentError":
+        return StudentError({"kind": "protocol", "type": "ProtocolError", "where": "",
+                             "message": f"the worker sent a malformed answer ({why}); "
+                                        "did the code write to the grader's pipe?"})
 
     def _call_op(self, head: dict, args: list, *, cls: str, method: str):
         arrays: list = []
@@ -129,7 +148,9 @@ class _Base:
     def train(self, spec: dict, params: dict[str, np.ndarray], order: np.ndarray, timeout: float):
         names = list(params)
         head = dict(spec, op="train", param_names=names)
-        reply, out = self._request(head, [params[k] for k in names] + [order], cls="training",
+        # One key per network: an MLP run that timed out must not mark the logistic regression's
+        # run (other file, other class) as "already timed out".
+        reply, out = self._request(head, [params[k] for k in names] + [order], cls=f"training {spec.get('kind', '')}",
                                    method="train", timeout=timeout)
         return reply, out
 
@@ -197,19 +218,26 @@ class SandboxConfig:
     max_restarts: int = 6
     max_reply_bytes: int = 128 << 20
     output_cap: int = 16 << 10
+    #: Total seconds a submission's answered calls may take (training runs aside, they have their own
+    #: budget); None: 6 x call_timeout. Without it, a call that always answers just under call_timeout
+    #: keeps one submission busy for hours (some 450 calls).
+    answer_budget: float | None = None
+    work_dir_bytes: int = 64 << 20  #: size of the private tmpfs over the writable folder (root only)
     uid_base: int = 850_000
     landlock: bool = True
     seccomp: bool = True
     network: bool = True
 
 
-def _proc_uids() -> dict[int, int]:
+def _proc_uids(*, live: bool = False) -> dict[int, int]:
     out = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/status") as fh:
                     for line in fh:
+                        if live and line.startswith("State:") and line.split()[1] in ("Z", "X"):
+                            break  # a zombie: already dead, waiting for init to reap it
                         if line.startswith("Uid:"):
                             out[int(entry)] = int(line.split()[1])
                             break
@@ -219,7 +247,8 @@ def _proc_uids() -> dict[int, int]:
 
 
 def processes_of_uid(uid: int) -> list[int]:
-    return [pid for pid, u in _proc_uids().items() if u == uid]
+    """Live processes of ``uid`` (killed ones linger as zombies until reaped; they cannot be killed)."""
+    return [pid for pid, u in _proc_uids(live=True).items() if u == uid]
 
 
 def kill_uid(uid: int) -> int:
@@ -239,17 +268,67 @@ def kill_uid(uid: int) -> int:
     return killed
 
 
+def _site_dirs() -> set[str]:
+    import site
+
+    dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    try:
+        dirs.update(site.getsitepackages())
+        dirs.add(site.getusersitepackages())
+    except AttributeError:  # a virtualenv's old site.py
+        pass
+    return {os.path.realpath(d) for d in dirs if d}
+
+
 def _read_paths() -> list[str]:
-    """What the worker may read: the Python runtime and numpy, nothing of the project."""
-    paths = {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"],
-             os.path.join(sysconfig.get_paths()["platstdlib"], "lib-dynload"),
-             str(Path(np.__file__).resolve().parent)}
+    """What the worker may read: the Python runtime and numpy, nothing of the project.
+
+    Not site-packages: it holds every other installed package (SciPy, SymPy, PyTorch: the blocked
+    imports would be one ``sys.meta_path`` edit away) and, when the grader is installed normally
+    rather than in editable mode, ``solutions/`` itself. A landlock rule on a folder covers all of
+    it, so a folder that contains site-packages (the standard library's, in most layouts; a lib/
+    holding libpython) is opened up entry by entry instead, and a shared library found under one
+    is allowed as a single file.
+    """
+    hidden = _site_dirs()
+    numpy_dir = str(Path(np.__file__).resolve().parent)
+
+    def related(p: str) -> bool:  # p contains, is, or lies inside a site-packages folder
+        p = os.path.realpath(p)
+        return any(h == p or h.startswith(p.rstrip("/") + "/") or p.startswith(h + "/") for h in hidden)
+
+    def add_dir(paths: set, d: str) -> None:
+        if not related(d):
+            paths.add(d)
+            return
+        real = os.path.realpath(d)
+        if any(real == h or real.startswith(h + "/") for h in hidden):
+            return  # inside site-packages: only numpy (below) and single libraries
+        try:
+            entries = os.listdir(d)
+        except OSError:
+            return
+        for e in entries:
+            sub = os.path.join(d, e)
+            if os.path.isdir(sub) and not os.path.islink(sub):
+                add_dir(paths, sub)
+            else:
+                paths.add(sub)
+
+    paths: set[str] = {numpy_dir}
+    for d in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"],
+              os.path.join(sysconfig.get_paths()["platstdlib"], "lib-dynload")):
+        add_dir(paths, d)
     try:  # shared libraries numpy brought in (OpenBLAS, libgfortran, ...)
         with open("/proc/self/maps") as fh:
             for line in fh:
                 p = line.split()[-1]
                 if p.endswith(".so") or ".so." in p:
-                    paths.add(os.path.dirname(p))
+                    d = os.path.dirname(p)
+                    if not related(d) or d.startswith(numpy_dir) or os.path.basename(d) == "numpy.libs":
+                        paths.add(d)
+                    else:
+                        paths.add(p)
     except OSError:
         pass
     paths.update({"/dev/null", "/dev/urandom", "/etc/ld.so.cache"})
@@ -331,6 +410,7 @@ class SandboxImpl(_Base):
         self.isolation: dict[str, str] = {}
         self.failed_methods: dict[tuple[str, str], dict] = {}
         self.output = bytearray()
+        self.answer_seconds = 0.0  #: time spent on answered calls (see SandboxConfig.answer_budget)
         self.events: list[str] = []
         self._uid: int | None = None
         self._outdir = Path(tempfile.mkdtemp(prefix="bpg-out-"))
@@ -377,6 +457,7 @@ class SandboxImpl(_Base):
                         "nofile": c.open_files, "nproc": c.processes, "core": 0},
             "read_paths": _read_paths() + [str(self.package_dir), str(self.root / "_runtime")],
             "write_paths": [str(self.root / "work")],
+            "work_dir": str(self.root / "work"), "work_dir_bytes": c.work_dir_bytes,
             "uid": self._uid, "landlock": c.landlock, "seccomp": c.seccomp, "network": c.network,
         }
         cfg = {"req_fd": req_r, "resp_fd": resp_w, "isolation": iso, "package_dir": str(self.package_dir),
@@ -461,10 +542,10 @@ class SandboxImpl(_Base):
             self._kill()
             raise StudentError({"kind": "crash", "type": "WorkerDied", "where": "",
                                 "message": _describe_exit(status)})
-        except (ProtocolError, ValueError) as exc:
+        except Exception as exc:  # ProtocolError, ValueError, RecursionError...: out of step, so killed
             self._kill()
             raise StudentError({"kind": "protocol", "type": "ProtocolError", "where": "",
-                                "message": f"the worker sent a malformed answer ({exc}); "
+                                "message": f"the worker sent a malformed answer ({str(exc)[:200]}); "
                                            "did the code write to the grader's pipe?"})
 
     def _request(self, head, arrays, *, cls, method, timeout=None):
@@ -474,12 +555,20 @@ class SandboxImpl(_Base):
             info["message"] = "not run: this call already " + ("timed out" if info["kind"] == "timeout" else "crashed the worker") + " in an earlier check"
             info["kind"] = "skipped"
             raise StudentError(info)
+        budgeted = head.get("op") not in ("train", "data")
+        budget = self.config.answer_budget
+        budget = 6 * self.config.call_timeout if budget is None else budget
+        if budgeted and self.answer_seconds >= budget:
+            raise StudentError({"kind": "timeout", "type": "TimeBudget", "where": "",
+                                "message": f"not run: the submission's calls used up their total time budget "
+                                           f"of {budget:g} s (each answered, but slowly)"})
         if not self._alive():
             self._kill()
             self._start()
         if head.get("op") == "train" and not self._data_sent:
             self._send_data()
         timeout = self.config.call_timeout if timeout is None else timeout
+        t0 = time.monotonic()
         assert self._chan is not None
         self._chan.deadline = time.monotonic() + timeout
         try:
@@ -495,9 +584,13 @@ class SandboxImpl(_Base):
             if exc.kind in ("timeout", "crash", "protocol") and method not in ("data",):
                 self.failed_methods[key] = exc.info
             raise
-        if "h" in reply and head.get("op") == "new":
-            pass
-        return reply, out
+        if budgeted:
+            self.answer_seconds += time.monotonic() - t0
+        return _checked_reply(reply), out
+
+    def _malformed(self, why: str) -> StudentError:
+        self._kill()  # whatever else it wrote may still be in the pipe
+        return super()._malformed(why)
 
     def _send_data(self) -> None:
         if self._data is None:
@@ -528,6 +621,23 @@ class SandboxImpl(_Base):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _checked_reply(reply: dict) -> dict:
+    """The reply with its status fields reduced to known types: a forged ``error`` that is not a
+    dict, or a ``steps_done`` that is not a number, must not raise inside the grader."""
+    if reply.get("ok") is True:
+        return reply
+    err = reply.get("error")
+    if not isinstance(err, dict):
+        err = {"type": "ProtocolError", "message": "the worker reported a malformed error", "kind": "protocol"}
+    info: dict = {k: str(err[k])[:2000] for k in ("type", "message", "where", "kind", "import_error") if k in err}
+    info.update({k: err[k] for k in ("not_attempted", "missing") if type(err.get(k)) is bool})
+    info.setdefault("where", "")
+    out = {"ok": False, "error": info}
+    if type(reply.get("steps_done")) is int:
+        out["steps_done"] = reply["steps_done"]
+    return out
 
 
 def _describe_exit(status: int | None) -> str:
