@@ -822,7 +822,7 @@ RUBRIC=()
 [ -f "$SRC/rubric.toml" ] && RUBRIC=(--rubric "$SRC/rubric.toml")
 
 # From inside source/, `python -m grader.cli` runs the bundled grader (with the reference beside it).
-(cd "$SRC" && "$PY" -m grader.cli grade "$target" --out "$OUT" --jobs 1 "${RUBRIC[@]}" --quiet) >"$LOG" 2>&1
+(cd "$SRC" && "$PY" -m grader.cli grade "$target" --out "$OUT" --jobs 1 ${RUBRIC[@]+"${RUBRIC[@]}"} --quiet) >"$LOG" 2>&1
 rc=$?
 if [ "$rc" -ne 0 ]; then
     fallback error "the grader stopped with exit status $rc: $(tail -n 5 "$LOG" | tr '\n' ' ' | cut -c1-1500)"

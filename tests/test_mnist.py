@@ -18,8 +18,7 @@ def data():
 
 def test_reference_reaches_the_protocol_targets(data):
     ref = reference_mnist("mnist-test")
-    assert ref["MNIST-MLP"]["accuracy"] >= 0.96
-    assert ref["MNIST-MLP"]["seconds"] < 3.0  # measured ~1.3 s single-threaded on the 2-core machine
+    assert ref["MNIST-MLP"]["accuracy"] >= 0.96  # its cost is measured in bench/, not asserted here
     assert ref["MNIST-LogReg"]["accuracy"] >= 0.94
 
 

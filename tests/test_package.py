@@ -187,8 +187,7 @@ def test_reference_trains_mlp_and_logistic_regression():
     d = load_mnist()
     model = make_mlp(128, seed=0)
     hist = train_classifier(model, d.X_train, d.y_train, epochs=2, seed=0, X_test=d.X_test, y_test=d.y_test)
-    assert hist.test_accuracy[-1] >= 0.96
-    assert hist.seconds < 5.0  # measured ~1 s on the 2-core reference machine
+    assert hist.test_accuracy[-1] >= 0.96  # its time (about 1 s here) is measured in bench/, not asserted
     pair = binary_pair(d, 3, 5)
     lr = solutions.LogisticRegression(784, rng=0)
     train_logistic(lr, pair.X_train.astype(np.float64), pair.y_train)
