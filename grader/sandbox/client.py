@@ -344,15 +344,18 @@ class _Channel:
         os.set_blocking(wfd, False)
         self.deadline = None
 
+    def _wait_readable(self) -> None:
+        left = None if self.deadline is None else self.deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise TimeoutError
+        r, _, _ = select.select([self.rfd], [], [], left)
+        if not r:
+            raise TimeoutError
+
     def read(self, n: int) -> bytes:
         chunks = []
         while n > 0:
-            left = None if self.deadline is None else self.deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError
-            r, _, _ = select.select([self.rfd], [], [], left)
-            if not r:
-                raise TimeoutError
+            self._wait_readable()
             b = os.read(self.rfd, min(n, 1 << 20))
             if not b:
                 break
@@ -361,12 +364,7 @@ class _Channel:
         return b"".join(chunks)
 
     def readinto(self, view: memoryview) -> int:
-        left = None if self.deadline is None else self.deadline - time.monotonic()
-        if left is not None and left <= 0:
-            raise TimeoutError
-        r, _, _ = select.select([self.rfd], [], [], left)
-        if not r:
-            raise TimeoutError
+        self._wait_readable()
         return os.readv(self.rfd, [view[: 1 << 22]])
 
     def write(self, data) -> None:

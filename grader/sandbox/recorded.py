@@ -32,14 +32,15 @@ JSON index as a byte array plus the reply arrays. No pickle anywhere.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..report.atomic import write_atomic
 from .client import LocalImpl, _Base
 
 FORMAT = "bpg-recorded-reference"
@@ -164,19 +165,9 @@ class RecordingImpl(_Base):
                 names.append(name)
             index["entries"][key] = {"reply": reply, "arrays": names}
         raw = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, index=np.frombuffer(raw, dtype=np.uint8), **named)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return path
+        buf = io.BytesIO()
+        np.savez_compressed(buf, index=np.frombuffer(raw, dtype=np.uint8), **named)
+        return write_atomic(path, buf.getvalue())
 
     def close(self) -> None:
         self.inner.close()
