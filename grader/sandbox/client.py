@@ -186,9 +186,17 @@ class LocalImpl(_Base):
         install_package(str(package_dir), name)
         return cls(label=label, dispatcher=Dispatcher(package_dir=str(package_dir), package=name))
 
+    failed_methods: dict = {}  # in-process calls cannot hang the grader into a restart
+
     def _request(self, head, arrays, *, cls, method, timeout=None):
         # Round-trip through the wire encoding, so values look exactly as they do from a worker.
-        arrays = [np.array(a, copy=True) for a in arrays]
+        # (The training data is only read, by trusted code here: a read-only view, not a 47 MB copy.)
+        if head.get("op") == "data":
+            arrays = [np.asarray(a).view() for a in arrays]
+            for a in arrays:
+                a.flags.writeable = False
+        else:
+            arrays = [np.array(a, copy=True) for a in arrays]
         reply, out = self._d.handle(head, arrays)
         return reply, [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in out]
 
@@ -208,7 +216,7 @@ class LocalImpl(_Base):
 class SandboxConfig:
     """Limits of one worker. Times in seconds, sizes in bytes."""
 
-    call_timeout: float = 10.0
+    call_timeout: float = 5.0
     start_timeout: float = 20.0
     cpu_seconds: int = 300
     address_space: int = 3 << 30
