@@ -94,7 +94,11 @@ def check_read_only(ctx: Context, cases: list[LayerCase], parts: list[str], muta
         if isinstance(s2.forward, StudentError):
             out.append(error_case(label2, s2.forward, f"{case.cls}.forward"))
         else:
-            out.append(modified_case(label2, s2, f"{case.cls}.forward/backward") or CaseResult(label2, True))
+            # Leaving the inputs alone earns credit only together with right answers: returning zeros
+            # or an object that lies about itself does not "not modify" anything worth a point.
+            out.append(modified_case(label2, s2, f"{case.cls}.forward/backward")
+                       or _first_failure(judge_part(ctx, case, s2, r, p, mutants, label=label2) for p in parts)
+                       or CaseResult(label2, True))
     return out
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..sandbox.client import StudentError
+from ..sandbox.client import LocalImpl, StudentError
 from ..sandbox.protocol import ProtocolError, decode_value
 from ..sandbox.worker import NetBuilder, TrainingError, run_segment
 from .base import CaseResult, error_case, seed_for
@@ -157,8 +157,8 @@ def train_and_score(impl, p: Protocol, data: Dataset, *, secret: str, budget: fl
         run.seconds = time.perf_counter() - t0
         if exc.kind == "timeout":
             run.error = CaseResult("training", False, "too_slow",
-                                   f"training did not finish within the budget of {budget:.0f} s "
-                                   f"(the reference takes about {budget / p.time_factor:.1f} s): "
+                                   f"training did not finish within the time budget ({p.time_factor:g} times the "
+                                   f"reference's training time, at least {p.min_budget:g} s): "
                                    "vectorise the layers, no Python loops over samples")
         else:
             run.error = error_case("training", exc, "training")
@@ -202,6 +202,15 @@ def train_and_score(impl, p: Protocol, data: Dataset, *, secret: str, budget: fl
         start = params0 if i == 0 else cps[i - 1]
         try:
             impl.drop()
+            if i == 0:
+                # Replays prove the run is reproducible, not that it is backpropagation: a "gradient"
+                # that depends on the parameters alone (e.g. pulling them towards pretrained weights
+                # pasted into the file) replays perfectly. At the grader's own starting point, the
+                # student's first gradients must point where the reference's do.
+                bad = _gradient_disagrees(net, start, data, batches[0])
+                if bad:
+                    run.error = CaseResult("replay", False, "inconsistent_training", bad)
+                    return run
             replayed, _ = run_segment(net, start, data.X_train, data.y_train, batches[i * seg : (i + 1) * seg], p.lr)
         except StudentError as exc:
             run.error = error_case("replay", exc, f"replaying segment {i + 1}")
@@ -226,6 +235,37 @@ def train_and_score(impl, p: Protocol, data: Dataset, *, secret: str, budget: fl
     run.final_loss = float(np.mean(losses[-seg:])) if losses else None
     run.accuracy = accuracy(p, cps[-1], data.X_test, data.y_test)
     return run
+
+
+MIN_COSINE = 0.9  # every known-buggy variant that gets MNIST credit is at 0.99 or more here
+
+
+def _gradient_disagrees(net: NetBuilder, params: dict, data: Dataset, idx: np.ndarray) -> str:
+    """Why the student's gradients on one MNIST batch are not backpropagation's, or "" if they are.
+
+    One SGD step from ``params`` with fresh layer objects, by the student and by the reference; the
+    cosine between the two gradients of every (non-scalar) parameter must be at least MIN_COSINE. A
+    scale error (1/N, a factor 2) keeps the cosine at 1 and is left to the accuracy bands."""
+    from ..pipeline import reference_impl
+
+    ref = reference_impl()
+    if not isinstance(ref, LocalImpl):  # the student release: no reference to compare with
+        return ""
+    xb = data.X_train[idx].astype(np.float32) / np.float32(255.0)
+    _, got = net.build(params).step(xb, data.y_train[idx])
+    _, want = NetBuilder(_RemoteAPI(ref), net.kind, net.hidden).build(params).step(xb, data.y_train[idx])
+    for k in params:
+        a = np.asarray(getattr(got.get(k), "array", got.get(k)), dtype=np.float64)
+        b = np.asarray(want[k], dtype=np.float64)
+        if a.shape != b.shape or b.size < 2:
+            continue  # a wrong shape is reported by the replay itself; a scalar's cosine says nothing
+        cos = float(a.ravel() @ b.ravel()) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-30)
+        if not cos >= MIN_COSINE:
+            return (f"on the first MNIST batch your gradient of {k} does not point where backpropagation's "
+                    f"does (cosine {cos:.2f} with the correct gradient), so training with it is not credited "
+                    "(the gradient checks name the bug; a run that reached a good accuracy anyway is flagged "
+                    "for review)")
+    return ""
 
 
 def _classify(info: dict) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,18 @@ def is_submission_dir(path: Path) -> bool:
     return any((path / f).exists() or (path / "assignment" / f).exists() for f in STUDENT_FILES)
 
 
+def shown(name: str) -> str:
+    """A file name as it may appear in a message, a warning or a report.
+
+    File names are chosen by students and may hold escape sequences, or a newline followed by
+    ``::error::`` or a fake result line; printed as is, they would reach terminals and CI logs (where
+    a line starting with ``::`` is a GitHub workflow command). Control and format characters become
+    ``?``; the length is capped.
+    """
+    s = "".join("?" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in str(name))
+    return s if len(s) <= 120 else s[:117] + "..."
+
+
 def safe_id(name: str) -> str:
     """A student id usable as a folder name and a CSV cell: odd characters become ``_``."""
     cleaned = re.sub(r"[^A-Za-z0-9._@+-]", "_", name).strip("._") or "student"
@@ -61,10 +74,10 @@ def discover(path: str | Path) -> tuple[list[Submission], list[str]]:
             continue
         k = _kind(entry)
         if entry.is_symlink():
-            warnings.append(f"{entry.name}: skipped, symbolic links are not followed")
+            warnings.append(f"{shown(entry.name)}: skipped, symbolic links are not followed")
             continue
         if k is None:
-            warnings.append(f"{entry.name}: skipped, not a folder, .zip or .ipynb")
+            warnings.append(f"{shown(entry.name)}: skipped, not a folder, .zip or .ipynb")
             continue
         found.append(Submission(safe_id(entry.stem if k != "dir" else entry.name), entry, k))
     if not found:
@@ -78,7 +91,7 @@ def discover(path: str | Path) -> tuple[list[Submission], list[str]]:
         if len(subs) == 1:
             out.append(subs[0])
             continue
-        names = ", ".join(s.path.name for s in subs)
+        names = ", ".join(shown(s.path.name) for s in subs)
         warnings.append(f"duplicate student id {sid!r} ({names}): each is graded under its full file name")
         for s in subs:
             out.append(Submission(safe_id(s.path.name), s.path, s.kind,

@@ -5,13 +5,14 @@ import ast
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .discover import STUDENT_FILES, Submission
+from .discover import STUDENT_FILES, Submission, shown
 
 MAX_FILE_BYTES = 512 * 1024
 MAX_ZIP_ENTRIES = 5000
@@ -91,17 +92,17 @@ def _from_dir(root: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
 def _from_zip(path: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise IntakeError(f"{path.name} is not a readable zip archive ({exc})") from None
+    except Exception as exc:  # a hostile archive can make zipfile raise almost anything: all mean "unreadable"
+        raise IntakeError(f"{shown(path.name)} is not a readable zip archive ({shown(str(exc))})") from None
     files, problems, notes = {}, {}, []
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_ZIP_ENTRIES:
-            raise IntakeError(f"{path.name} holds {len(infos)} entries, over the limit of {MAX_ZIP_ENTRIES}")
+            raise IntakeError(f"{shown(path.name)} holds {len(infos)} entries, over the limit of {MAX_ZIP_ENTRIES}")
         for info in infos:
             n = info.filename
             if n.startswith("/") or "\\" in n or ".." in n.split("/") or (len(n) > 1 and n[1] == ":"):
-                raise IntakeError(f"{path.name}: entry {n!r} has an absolute path or leaves the archive's "
+                raise IntakeError(f"{shown(path.name)}: entry {shown(repr(n))} has an absolute path or leaves the archive's "
                                   "folder; such archives are refused")
         candidates = {}
         for info in infos:
@@ -132,8 +133,8 @@ def _from_zip(path: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
                 with zf.open(info) as fh:
                     data = fh.read(MAX_FILE_BYTES + 1)
                 files[name] = _decode(name, data)
-            except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, EOFError) as exc:
-                problems[name] = f"{name} could not be read from the archive ({exc})"
+            except Exception as exc:  # BadZipFile, zlib.error (corrupt deflate data), LZMAError, EOFError, ...
+                problems[name] = f"{name} could not be read from the archive ({shown(str(exc))})"
     return files, problems, notes
 
 
@@ -165,21 +166,39 @@ def _keep(node: ast.stmt) -> bool:
     return False
 
 
+# IPython syntax that is not Python. Help is only ``obj?``, ``obj??`` or ``?obj`` on a line of its own:
+# a broader rule ("any line ending in ?") also blanked lines such as a docstring's ``"""Is this right?``
+# and broke the student's whole module. ``files = !ls`` and ``t = %timeit -o f()`` assign shell or
+# magic output.
+_HELP = re.compile(r"^(\?{1,2}[\w.]+|[\w.]+(\(\))?\?{1,2})$")
+_MAGIC_ASSIGN = re.compile(r"^[\w.]+(\s*,\s*[\w.]+)*\s*=\s*[!%]")
+_CELL_MAGIC = re.compile(r"\s*%%(\w*)")
+PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}  # their body is Python: it is kept
+
+
 def _strip_magics(src: str) -> str:
     lines = []
     for line in src.splitlines():
-        s = line.lstrip()
-        if s.startswith(("%", "!", "?")) or s.endswith("?") and not s.startswith("#") and "=" not in s:
+        s = line.strip()
+        if s.startswith(("%", "!")) or _HELP.match(s) or _MAGIC_ASSIGN.match(s):
             lines.append("")  # keep line numbers
         else:
             lines.append(line)
     return "\n".join(lines)
 
 
+def _keep_node(node: ast.stmt) -> bool:
+    try:
+        return _keep(node)
+    except RecursionError:  # a constant expression nested too deep to inspect is not a plain constant
+        return False
+
+
 def notebook_source(raw: bytes, name: str) -> tuple[str, list[str]]:
     """The module source made of a notebook's solution cells (see CONTRACT.md section 2)."""
     import nbformat
 
+    name = shown(name)
     if len(raw) > MAX_NOTEBOOK_BYTES:
         raise IntakeError(f"{name} is {len(raw)} bytes, over the limit of {MAX_NOTEBOOK_BYTES}")
     try:
@@ -187,7 +206,8 @@ def notebook_source(raw: bytes, name: str) -> tuple[str, list[str]]:
     except UnicodeDecodeError:
         raise IntakeError(f"{name} is not UTF-8 text, so it is not a notebook") from None
     except Exception as exc:  # nbformat raises several types for non-JSON / non-notebook input
-        raise IntakeError(f"{name} is not a valid Jupyter notebook: {str(exc).splitlines()[0][:200]}") from None
+        first = (str(exc).splitlines() or [""])[0]
+        raise IntakeError(f"{name} is not a valid Jupyter notebook: {shown(first)[:200]}") from None
     cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
     tagged = [c for c in cells if "solution" in (c.get("metadata", {}).get("tags") or [])]
     notes = [f"{len(tagged)} code cell(s) tagged 'solution' were used" if tagged else
@@ -196,15 +216,22 @@ def notebook_source(raw: bytes, name: str) -> tuple[str, list[str]]:
     for i, cell in enumerate(tagged or cells):
         src = cell.get("source", "")
         src = "".join(src) if isinstance(src, list) else str(src)
+        magic = _CELL_MAGIC.match(src)
+        if magic and magic.group(1) not in PYTHON_CELL_MAGICS:
+            # %%bash, %%writefile, %%html ...: the body is not Python. Kept, it would be a syntax error
+            # that costs the whole notebook; it is a top-level action, so it is dropped like one.
+            notes.append(f"cell {i + 1}: a %%{magic.group(1)} cell (not Python) was dropped")
+            continue
         src = _strip_magics(src)
         try:
             tree = ast.parse(src)
-        except SyntaxError:
+        except (SyntaxError, ValueError, MemoryError, RecursionError):  # the last two: expressions nested too deep
             # Kept whole, so that importing the module reports the student's syntax error.
             chunks.append(f"# --- notebook cell {i + 1} (has a syntax error) ---\n{src}\n")
             continue
-        kept = [ast.get_source_segment(src, n) for n in tree.body if _keep(n)]
-        dropped = sum(1 for n in tree.body if not _keep(n))
+        keep = [_keep_node(n) for n in tree.body]
+        kept = [ast.get_source_segment(src, n) for n, k in zip(tree.body, keep) if k]
+        dropped = keep.count(False)
         if kept:
             chunks.append(f"# --- notebook cell {i + 1} ---\n" + "\n\n".join(k for k in kept if k) + "\n")
         if dropped:
@@ -215,10 +242,14 @@ def notebook_source(raw: bytes, name: str) -> tuple[str, list[str]]:
 
 
 def _from_notebook(path: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
-    try:
-        raw = path.read_bytes()
+    try:  # size first, and a bounded read: a huge (or sparse) file must not be loaded into memory
+        size = path.stat().st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            raise IntakeError(f"{shown(path.name)} is {size} bytes, over the limit of {MAX_NOTEBOOK_BYTES}")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_NOTEBOOK_BYTES + 1)
     except OSError as exc:
-        raise IntakeError(f"{path.name} could not be read ({exc})") from None
+        raise IntakeError(f"{shown(path.name)} could not be read ({exc.strerror or exc})") from None
     src, notes = notebook_source(raw, path.name)
     try:
         src = _decode("notebook code", src.encode())

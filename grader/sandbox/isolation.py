@@ -5,6 +5,8 @@ grader records the report in every run so an instructor can see what protected a
 
 * rlimits: CPU seconds, address space, file size, open files, processes, no core dumps.
 * network: a new, empty network namespace (as root, or through an unprivileged user namespace).
+* disk: (as root) the one writable folder becomes a small private tmpfs in a mount namespace of the
+  worker's own, so many files each under the file-size limit cannot fill the grader's disk.
 * landlock: the file system becomes read-only and limited to the Python runtime, numpy and the
   scratch folder; TCP bind/connect are denied; signals and abstract sockets are scoped (ABI >= 6).
 * seccomp: fork/exec, ptrace, sockets, mounts, namespaces, BPF, process_vm_* and similar calls fail
@@ -36,6 +38,8 @@ PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWNS = 0x00020000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
 CLONE_NEWNET = 0x40000000
 CLONE_THREAD = 0x00010000
 
@@ -71,6 +75,27 @@ def unshare_network() -> str:
     if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
         return "active (via an unprivileged user namespace)"
     return _err("unshare(CLONE_NEWNET)")
+
+
+def limit_work_dir(path: str, size: int, uid: int | None) -> str:
+    """Mount a tmpfs of ``size`` bytes over ``path`` (the only folder the worker may write).
+
+    RLIMIT_FSIZE caps each file, not their number: without this a submission can write 15 MB files
+    until the grader's disk is full (and the reports of every other submission fail to be written).
+    The mount lives in a new mount namespace, made private first so that it never propagates to the
+    grader's; it disappears with the worker.
+    """
+    if os.geteuid() != 0:
+        return "unavailable: needs root (the worker may write at most the file-size limit per file)"
+    _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        return _err("unshare(CLONE_NEWNS)")
+    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return _err("mount(/, MS_PRIVATE)")
+    opts = f"size={int(size)},nr_inodes=4096,mode=0700" + (f",uid={uid},gid={uid}" if uid is not None else "")
+    if _libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts.encode()) != 0:
+        return _err("mount(tmpfs)")
+    return f"active (the writable folder is a private tmpfs of {int(size) >> 20} MB)"
 
 
 # --- landlock -------------------------------------------------------------------------------------
@@ -213,6 +238,8 @@ def apply_all(cfg: dict) -> dict[str, str]:
 
     attempt("rlimits", True, apply_rlimits, cfg.get("rlimits", {}))
     attempt("network", cfg.get("network", True), unshare_network)
+    attempt("disk", bool(cfg.get("work_dir_bytes")) and bool(cfg.get("work_dir")), limit_work_dir,
+            cfg.get("work_dir", ""), cfg.get("work_dir_bytes", 0), cfg.get("uid"))
     attempt("landlock", cfg.get("landlock", True), apply_landlock, cfg.get("read_paths", []), cfg.get("write_paths", []))
     attempt("user", True, drop_privileges, cfg.get("uid"))
     try:  # after the uid change: a credential change resets the parent-death signal

@@ -65,8 +65,8 @@ def read_message(stream: BinaryIO, *, max_bytes: int) -> tuple[dict, list[np.nda
         raise ProtocolError(f"header of {n} bytes exceeds {MAX_HEADER}")
     try:
         head = json.loads(_read_exact(stream, n))
-    except ValueError as exc:
-        raise ProtocolError(f"header is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested 100000 deep
+        raise ProtocolError(f"header is not JSON: {str(exc)[:200]}") from None
     if not isinstance(head, dict) or not isinstance(head.get("_arrays", []), list):
         raise ProtocolError("header is not an object")
     metas = head.pop("_arrays", [])

@@ -29,6 +29,12 @@ except ImportError:  # in the parent they live in grader.sandbox
 
 import numpy as np
 
+# Bound now, before any student code runs: a submission that monkeypatches numpy (np.frombuffer
+# returning writable copies, np.array_equal always True) must not switch off the read-only inputs
+# or the "inputs unchanged" comparison below. (Code that goes after the worker's own internals
+# through sys.modules or ctypes can still reach them; that is deliberate tampering, see tests.)
+_frombuffer = np.frombuffer
+
 STUDENT_MODULES = {"Linear": "layers", "ReLU": "layers", "LogSoftmax": "layers", "NLLLoss": "layers",
                    "LogisticRegression": "logistic_regression"}
 BLOCKED_IMPORTS = {
@@ -41,7 +47,8 @@ MAX_REPLY_BYTES = 256 << 20
 PRELOAD = ("numpy.random", "numpy.linalg", "numpy.fft", "numpy.lib.stride_tricks", "math", "cmath",
            "itertools", "functools", "collections", "collections.abc", "typing", "dataclasses", "abc",
            "copy", "warnings", "random", "numbers", "operator", "enum", "string", "re", "contextlib",
-           "heapq", "bisect", "statistics", "fractions", "decimal", "textwrap", "linecache", "tokenize")
+           "heapq", "bisect", "statistics", "fractions", "decimal", "textwrap", "linecache", "tokenize",
+           "logging", "json", "pathlib", "glob", "fnmatch", "pprint", "time", "types", "inspect")
 
 
 class BlockedImport(importlib.abc.MetaPathFinder):
@@ -295,8 +302,9 @@ class Dispatcher:
                 for i, flag in enumerate(ro):
                     if flag and type(args[i]) is np.ndarray:
                         # A view of immutable bytes: the WRITEABLE flag cannot be turned back on.
-                        args[i] = np.frombuffer(args[i].tobytes(), dtype=args[i].dtype).reshape(args[i].shape)
-                before = [a.copy() if type(a) is np.ndarray else None for a in args] if head.get("echo") else None
+                        args[i] = _frombuffer(args[i].tobytes(), dtype=args[i].dtype).reshape(args[i].shape)
+                # The bytes themselves (ndarray.tobytes and bytes equality cannot be monkeypatched).
+                before = [a.tobytes() if type(a) is np.ndarray else None for a in args] if head.get("echo") else None
                 t0 = time.perf_counter()
                 try:
                     v = self.call(head["h"], head["method"], *args)
@@ -304,8 +312,7 @@ class Dispatcher:
                     raise CallFailed(describe_exception(exc, self.package_dir)) from None
                 reply = {"ok": True, "value": encode_value(v, out), "seconds": time.perf_counter() - t0}
                 if before is not None:
-                    reply["modified"] = [b is not None and not np.array_equal(a, b, equal_nan=True)
-                                         for a, b in zip(args, before)]
+                    reply["modified"] = [b is not None and a.tobytes() != b for a, b in zip(args, before)]
                 return reply, out
             if op == "data":
                 self.train_X, self.train_y = arrays[0], arrays[1]
