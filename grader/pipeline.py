@@ -210,16 +210,15 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
         t = time.perf_counter()
         if opts.sandbox:
             impl = SandboxImpl(prepared.package_dir, opts.sandbox_config)
-            impl._start()
-            impl.restarts = 0
+            impl._start()  # now, so that worker start-up is timed on its own
         else:
             impl = LocalImpl.from_package_dir(prepared.package_dir)
         result.isolation = dict(impl.isolation)
         result.timings["worker_start"] = round(time.perf_counter() - t, 4)
 
         run_tests(impl, opts, planned, result)
-        if opts.sandbox and isinstance(impl, SandboxImpl):
-            impl.close()
+        if isinstance(impl, SandboxImpl):
+            impl.close()  # ends the worker, so its output is complete
             result.student_output = sanitize(impl.student_output(), 4000)
             result.isolation = dict(impl.isolation) or result.isolation
         return result

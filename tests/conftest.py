@@ -1,7 +1,6 @@
 """Shared fixtures of the harness's own tests."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
-from ..diagnosis import CAUSES, Finding
+from ..diagnosis import Finding
 from ..sandbox.client import StudentError
 
 PUBLIC_SEED = "public-checks-v1"
@@ -150,11 +150,3 @@ def error_case(label: str, exc: StudentError, what: str = "") -> CaseResult:
 
 def finding_case(label: str, f: Finding) -> CaseResult:
     return CaseResult(label, f.ok, None if f.ok else f.cause, "" if f.ok else f.detail)
-
-
-def worst(cases: list[CaseResult]) -> list[CaseResult]:
-    return cases
-
-
-def cause_title(cause: str | None) -> str:
-    return CAUSES[cause].title if cause in CAUSES else (cause or "")

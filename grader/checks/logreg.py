@@ -6,9 +6,9 @@ from dataclasses import replace
 import numpy as np
 
 from .base import check
-from .generic import (stability_case, check_float32, check_latest_forward, check_part, check_read_only, check_twice, check_upstream,
-                      distinct_dims, judge_part)
-from .runs import LayerCase, execute, reference_run, value_of
+from .generic import (check_float32, check_latest_forward, check_part, check_read_only, check_twice, check_upstream,
+                      distinct_dims, stability_case)
+from .runs import LayerCase
 
 C = "LogisticRegression"
 PARTS = ["forward", "input", "w", "b"]

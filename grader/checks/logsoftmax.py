@@ -6,7 +6,7 @@ import numpy as np
 from .base import CaseResult, check
 from .generic import (stability_case, check_float32, check_latest_forward, check_part, check_read_only, check_twice, check_upstream,
                       distinct_dims, judge_part)
-from .runs import LayerCase, execute, reference_run, value_of
+from .runs import LayerCase, execute, reference_run
 
 C = "LogSoftmax"
 

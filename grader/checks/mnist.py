@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..sandbox.client import LocalImpl, StudentError
+from ..sandbox.client import LocalImpl, StudentError, _classify
 from ..sandbox.protocol import ProtocolError, decode_value
 from ..sandbox.worker import NetBuilder, TrainingError, run_segment
 from .base import CaseResult, error_case, seed_for
@@ -266,9 +266,3 @@ def _gradient_disagrees(net: NetBuilder, params: dict, data: Dataset, idx: np.nd
                     "(the gradient checks name the bug; a run that reached a good accuracy anyway is flagged "
                     "for review)")
     return ""
-
-
-def _classify(info: dict) -> dict:
-    from ..sandbox.client import _classify as c
-
-    return c(info)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CaseResult, check
+from .base import check
 from .generic import (away_from_zero, check_float32, check_latest_forward, check_part, check_read_only, check_upstream,
                       distinct_dims, judge_part)
 from .runs import LayerCase, execute, reference_run

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import io
 import os
 import re
 import shutil

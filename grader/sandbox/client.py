@@ -7,7 +7,6 @@ value encoding, so an honest submission gets the same answers, hence the same sc
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -20,7 +19,7 @@ import sysconfig
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -23,7 +23,6 @@ import os
 import platform
 import resource
 import struct
-import sys
 
 _libc = ctypes.CDLL(None, use_errno=True)
 try:

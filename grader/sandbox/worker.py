@@ -17,15 +17,14 @@ import sys
 import time
 import traceback
 import types
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if __name__ == "__main__":  # started as a script with -I: put the siblings on the path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:  # inside the sandbox the siblings are top-level modules
-    from protocol import NumpyScalar, Opaque, ProtocolError, decode_value, encode_value, read_message, write_message
+    from protocol import NumpyScalar, ProtocolError, decode_value, encode_value, read_message, write_message
 except ImportError:  # in the parent they live in grader.sandbox
-    from .protocol import NumpyScalar, Opaque, ProtocolError, decode_value, encode_value, read_message, write_message
+    from .protocol import NumpyScalar, ProtocolError, decode_value, encode_value, read_message, write_message
 
 import numpy as np
 
