@@ -20,16 +20,35 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .protocol import ProtocolError, decode_value, encode_value, read_message, write_message
-from .worker import STUDENT_MODULES, Dispatcher
+from .policy import ReadPolicy, read_policy
+from .worker import BLOCKED_IMPORTS, STUDENT_MODULES, Dispatcher, dict_reply_problem
 
-RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py")
+RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py", "view.py")
 HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent.parent
+#: Layers that can be switched off for a run, by configuration or by GRADER_SANDBOX_OFF="a,b".
+SWITCHABLE = ("landlock", "seccomp", "network", "view", "uid")
+
+
+class SandboxRefused(RuntimeError):
+    """The machine does not offer enough isolation to run untrusted code (and no opt-in was given)."""
+
+
+def _runtime_digest() -> dict[str, str]:
+    import hashlib
+
+    return {n: hashlib.sha256((HERE / n).read_bytes()).hexdigest() for n in RUNTIME_FILES}
+
+
+#: The worker's code as this process loaded it: checked again before every worker start.
+RUNTIME_DIGEST = _runtime_digest()
 
 
 class StudentError(Exception):
@@ -109,7 +128,11 @@ class _Base:
         if modified is not None and not (type(modified) is list and all(type(m) is bool for m in modified)):
             raise self._malformed("a malformed 'modified' list")
         seconds = head.get("seconds", 0.0)
-        return Reply(self._value(head, arrays), modified, float(seconds) if type(seconds) in (int, float) else 0.0)
+        value = self._value(head, arrays)
+        problem = dict_reply_problem(method, value)
+        if problem:
+            raise StudentError({"kind": "exception", "type": "TypeError", "message": problem, "where": ""})
+        return Reply(value, modified, float(seconds) if type(seconds) in (int, float) else 0.0)
 
     # A reply comes from the student's process, which can write anything to the pipe: every field
     # is checked, and a bad one is the submission's protocol error, never an exception in a check.
@@ -231,9 +254,33 @@ class SandboxConfig:
     answer_budget: float | None = None
     work_dir_bytes: int = 64 << 20  #: size of the private tmpfs over the writable folder (root only)
     uid_base: int = 850_000
+    #: seconds to import one student file (its imports included: scipy, matplotlib, ...); not part of
+    #: the call timeout, so a slow import never costs a correct submission its first check
+    import_timeout: float = 120.0
     landlock: bool = True
     seccomp: bool = True
     network: bool = True
+    view: bool = True        #: the file-system view (a private read-only root, as root)
+    private_uid: bool = True  #: as root, drop to a private uid
+    #: grade even when the machine lacks the layers that hide the grader (no view and no landlock) or
+    #: when student code would keep root; the instructor's explicit choice (also GRADER_SANDBOX_ALLOW_WEAK=1)
+    allow_weak: bool = False
+    #: the import policy: top-level module name -> library name shown in the message (None: default)
+    blocked_imports: tuple[tuple[str, str], ...] | None = None
+
+    def effective(self) -> dict[str, bool]:
+        """The layer switches after GRADER_SANDBOX_OFF / GRADER_SANDBOX_ALLOW_WEAK from the environment."""
+        off = {x.strip() for x in os.environ.get("GRADER_SANDBOX_OFF", "").split(",") if x.strip()}
+        unknown = off - set(SWITCHABLE)
+        if unknown:
+            raise SandboxRefused(f"GRADER_SANDBOX_OFF names unknown layers {sorted(unknown)}; known: {', '.join(SWITCHABLE)}")
+        return {"landlock": self.landlock and "landlock" not in off, "seccomp": self.seccomp and "seccomp" not in off,
+                "network": self.network and "network" not in off, "view": self.view and "view" not in off,
+                "private_uid": self.private_uid and "uid" not in off,
+                "allow_weak": self.allow_weak or os.environ.get("GRADER_SANDBOX_ALLOW_WEAK", "") == "1"}
+
+    def blocked(self) -> dict[str, str]:
+        return dict(BLOCKED_IMPORTS if self.blocked_imports is None else self.blocked_imports)
 
 
 def _proc_uids(*, live: bool = False) -> dict[int, int]:
@@ -275,72 +322,29 @@ def kill_uid(uid: int) -> int:
     return killed
 
 
-def _site_dirs() -> set[str]:
+_landlock_paths = lru_cache(maxsize=8)(ReadPolicy.landlock_paths)
+
+
+def scrub_paths(text: str, package_dir: Path | None = None) -> str:
+    """``text`` without the grading machine's paths: the submission's own files become relative
+    (``layers.py``), the scratch folder, the grader, the Python installation and the home folder
+    become placeholders. Applied to everything a worker sends that is shown to a student."""
+    if not text or "/" not in text:
+        return text
     import site
 
-    dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    try:
-        dirs.update(site.getsitepackages())
-        dirs.add(site.getusersitepackages())
-    except AttributeError:  # a virtualenv's old site.py
-        pass
-    return {os.path.realpath(d) for d in dirs if d}
-
-
-def _read_paths() -> list[str]:
-    """What the worker may read: the Python runtime and numpy, nothing of the project.
-
-    Not site-packages: it holds every other installed package (SciPy, SymPy, PyTorch: the blocked
-    imports would be one ``sys.meta_path`` edit away) and, when the grader is installed normally
-    rather than in editable mode, ``solutions/`` itself. A landlock rule on a folder covers all of
-    it, so a folder that contains site-packages (the standard library's, in most layouts; a lib/
-    holding libpython) is opened up entry by entry instead, and a shared library found under one
-    is allowed as a single file.
-    """
-    hidden = _site_dirs()
-    numpy_dir = str(Path(np.__file__).resolve().parent)
-
-    def related(p: str) -> bool:  # p contains, is, or lies inside a site-packages folder
-        p = os.path.realpath(p)
-        return any(h == p or h.startswith(p.rstrip("/") + "/") or p.startswith(h + "/") for h in hidden)
-
-    def add_dir(paths: set, d: str) -> None:
-        if not related(d):
-            paths.add(d)
-            return
-        real = os.path.realpath(d)
-        if any(real == h or real.startswith(h + "/") for h in hidden):
-            return  # inside site-packages: only numpy (below) and single libraries
-        try:
-            entries = os.listdir(d)
-        except OSError:
-            return
-        for e in entries:
-            sub = os.path.join(d, e)
-            if os.path.isdir(sub) and not os.path.islink(sub):
-                add_dir(paths, sub)
-            else:
-                paths.add(sub)
-
-    paths: set[str] = {numpy_dir}
-    for d in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"],
-              os.path.join(sysconfig.get_paths()["platstdlib"], "lib-dynload")):
-        add_dir(paths, d)
-    try:  # shared libraries numpy brought in (OpenBLAS, libgfortran, ...)
-        with open("/proc/self/maps") as fh:
-            for line in fh:
-                p = line.split()[-1]
-                if p.endswith(".so") or ".so." in p:
-                    d = os.path.dirname(p)
-                    if not related(d) or d.startswith(numpy_dir) or os.path.basename(d) == "numpy.libs":
-                        paths.add(d)
-                    else:
-                        paths.add(p)
-    except OSError:
-        pass
-    paths.update({"/dev/null", "/dev/urandom", "/etc/ld.so.cache"})
-    paths.add(str(Path(sys.executable).resolve()))
-    return sorted(paths)
+    pairs = []
+    if package_dir is not None:
+        pairs += [(str(package_dir) + "/", ""), (str(package_dir), "assignment"),
+                  (str(package_dir.parent), "<scratch>")]
+    for d in list(getattr(site, "getsitepackages", lambda: [])()) + [sysconfig.get_paths()["purelib"]]:
+        pairs.append((d, "<site-packages>"))
+    pairs += [(str(HERE.parent), "<grader>"), (str(PROJECT), "<grader>"), (sys.prefix, "<python>"),
+              (sys.base_prefix, "<python>"), (os.path.realpath(sys.prefix), "<python>"),
+              (os.path.expanduser("~"), "~"), (tempfile.gettempdir(), "<tmp>")]
+    for old, new in sorted({p for p in pairs if p[0] and p[0] != "/"}, key=lambda p: -len(p[0])):
+        text = text.replace(old, new)
+    return text
 
 
 class _Channel:
@@ -422,20 +426,30 @@ class SandboxImpl(_Base):
         self._prepare_root()
         self._data: tuple[np.ndarray, np.ndarray] | None = None
         self._data_sent = False
+        self._imported: set[str] = set()
 
     def _prepare_root(self) -> None:
-        rt = self.root / "_runtime"
-        rt.mkdir(exist_ok=True)
-        for name in RUNTIME_FILES:
-            shutil.copyfile(HERE / name, rt / name)
+        """The scratch folder: the submission's package and ``work/`` (the only writable place).
+
+        The worker's own code is *not* copied here: it runs from the grader's install (checked
+        against the digest taken at import before every start), so nothing the sandbox may write is
+        ever executed by a later worker before isolation. As root, only ``work/`` and the package
+        belong to the private uid; the scratch folder itself stays root's (mode 0711), so the worker
+        cannot add files next to them.
+        """
         (self.root / "work").mkdir(exist_ok=True)
+        (self.root / "_view").mkdir(exist_ok=True)
         if os.geteuid() == 0:
             self._uid = self._free_uid()
-            for dirpath, dirnames, filenames in os.walk(self.root):
-                os.chown(dirpath, self._uid, self._uid)
-                for f in filenames:
-                    os.chown(os.path.join(dirpath, f), self._uid, self._uid)
-            os.chmod(self.root, 0o700)
+            for top in (self.package_dir, self.root / "work"):
+                for dirpath, dirnames, filenames in os.walk(top):
+                    os.chown(dirpath, self._uid, self._uid)
+                    for f in filenames:
+                        os.chown(os.path.join(dirpath, f), self._uid, self._uid)
+                os.chmod(top, 0o700)
+            os.chown(self.root, 0, 0)
+            os.chmod(self.root, 0o711)
+            os.chmod(self.root / "_view", 0o700)
 
     def _free_uid(self) -> int:
         used = set(_proc_uids().values())
@@ -454,35 +468,37 @@ class SandboxImpl(_Base):
                                 "message": f"the worker crashed or timed out {self.config.max_restarts} times; "
                                            "remaining checks were not run"})
         self._generation += 1
+        if _runtime_digest() != RUNTIME_DIGEST:
+            raise SandboxRefused("the sandbox's own code (grader/sandbox/" + ", ".join(RUNTIME_FILES) + ") changed on "
+                                 "disk since the grader started; refusing to start a worker from it")
+        cfg = self._worker_config()
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
-        c = self.config
-        iso = {
-            "rlimits": {"cpu": c.cpu_seconds, "as": c.address_space, "fsize": c.file_size,
-                        "nofile": c.open_files, "nproc": c.processes, "core": 0},
-            "read_paths": _read_paths() + [str(self.package_dir), str(self.root / "_runtime")],
-            "write_paths": [str(self.root / "work")],
-            "work_dir": str(self.root / "work"), "work_dir_bytes": c.work_dir_bytes,
-            "uid": self._uid, "landlock": c.landlock, "seccomp": c.seccomp, "network": c.network,
-        }
-        cfg = {"req_fd": req_r, "resp_fd": resp_w, "isolation": iso, "package_dir": str(self.package_dir),
-               "work_dir": str(self.root / "work")}
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(self.root / "work"),
+        work = str(self.root / "work")
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": work, "TMPDIR": work,
+               "MPLBACKEND": "Agg", "MPLCONFIGDIR": work + "/.config/matplotlib", "XDG_CACHE_HOME": work + "/.cache",
+               "XDG_CONFIG_HOME": work + "/.config", "IPYTHONDIR": work + "/.ipython",
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1", "PYTHONHASHSEED": "0",
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
         out = open(self._outdir / f"output-{self._generation}.txt", "wb")
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", str(self.root / "_runtime" / "worker.py"), json.dumps(cfg)],
+                [sys.executable, "-I", "-B", str(HERE / "worker.py"), json.dumps({"req_fd": req_r, "resp_fd": resp_w})],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(req_r, resp_w), env=env,
-                cwd=str(self.root / "work"), start_new_session=True, close_fds=True)
+                cwd=work, start_new_session=True, close_fds=True)
         finally:
             out.close()
             os.close(req_r)
             os.close(resp_w)
         self._chan = _Channel(resp_r, req_w)
         self._data_sent = False
+        self._imported = set()
+        try:
+            self._chan.deadline = time.monotonic() + self.config.start_timeout
+            write_message(self._chan, cfg)
+        except (TimeoutError, OSError):
+            pass  # the worker died at once: reported by the greeting below
         try:
             hello, _ = self._receive(self.config.start_timeout)
         except StudentError as exc:
@@ -491,11 +507,31 @@ class SandboxImpl(_Base):
             self._kill()
             raise StudentError({"kind": "protocol", "type": "ProtocolError", "where": "",
                                 "message": "the worker did not greet the grader"})
-        self.isolation = {k: str(v)[:200] for k, v in (hello.get("isolation") or {}).items()}
+        self.isolation = {k: str(v)[:400] for k, v in (hello.get("isolation") or {}).items()}
+        if hello.get("refused"):
+            self._kill()
+            raise SandboxRefused(f"the sandbox refused to run student code: {hello['refused']}")
         if self._uid is None:
             self.isolation["process cleanup"] = "process group only (not root: no private uid)"
         else:
             self.isolation["process cleanup"] = "every process of the private uid is killed at the end"
+
+    def _worker_config(self) -> dict:
+        c = self.config
+        on = c.effective()
+        blocked = c.blocked()
+        policy = read_policy(tuple(sorted(blocked)))
+        work = str(self.root / "work")
+        iso = {
+            "rlimits": {"cpu": c.cpu_seconds, "as": c.address_space, "fsize": c.file_size,
+                        "nofile": c.open_files, "nproc": c.processes, "core": 0},
+            "read_paths": _landlock_paths(policy) + [str(self.package_dir), "/dev/null", "/dev/zero", "/dev/urandom"],
+            "write_paths": [work], "work_dir": work, "work_dir_bytes": c.work_dir_bytes,
+            "policy": {"roots": list(policy.roots), "hidden": list(policy.hidden), "links": [list(x) for x in policy.links]},
+            "view_root": str(self.root / "_view"), "package_dir": str(self.package_dir),
+            "runtime_private": policy.private, "uid": self._uid, **on,
+        }
+        return {"isolation": iso, "package_dir": str(self.package_dir), "work_dir": work, "blocked": blocked}
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -560,7 +596,7 @@ class SandboxImpl(_Base):
             info["message"] = "not run: this call already " + ("timed out" if info["kind"] == "timeout" else "crashed the worker") + " in an earlier check"
             info["kind"] = "skipped"
             raise StudentError(info)
-        budgeted = head.get("op") not in ("train", "data")
+        budgeted = head.get("op") not in ("train", "data", "import")
         budget = self.config.answer_budget
         budget = 6 * self.config.call_timeout if budget is None else budget
         if budgeted and self.answer_seconds >= budget:
@@ -572,6 +608,12 @@ class SandboxImpl(_Base):
             self._start()
         if head.get("op") == "train" and not self._data_sent:
             self._send_data()
+        module = STUDENT_MODULES.get(head.get("cls", "")) if head.get("op") == "new" else None
+        if module and module not in self._imported:
+            # the file is imported on its own deadline: a slow import (scipy, matplotlib) is not a slow call
+            self._imported.add(module)
+            self._request({"op": "import", "module": module}, [], cls=f"import {module}.py", method="import",
+                          timeout=self.config.import_timeout)
         timeout = self.config.call_timeout if timeout is None else timeout
         t0 = time.monotonic()
         assert self._chan is not None
@@ -591,7 +633,13 @@ class SandboxImpl(_Base):
             raise
         if budgeted:
             self.answer_seconds += time.monotonic() - t0
-        return _checked_reply(reply), out
+        reply = _checked_reply(reply)
+        if not reply.get("ok"):
+            err = reply["error"]
+            for k in ("message", "where"):
+                if k in err:
+                    err[k] = scrub_paths(err[k], self.package_dir)
+        return reply, out
 
     def _malformed(self, why: str) -> StudentError:
         self._kill()  # whatever else it wrote may still be in the pipe
@@ -619,7 +667,7 @@ class SandboxImpl(_Base):
         shutil.rmtree(self._outdir, ignore_errors=True)
 
     def student_output(self) -> str:
-        return self.output.decode("utf-8", "replace")
+        return scrub_paths(self.output.decode("utf-8", "replace"), self.package_dir)
 
     def __enter__(self):
         return self

@@ -5,10 +5,13 @@ grader records the report in every run so an instructor can see what protected a
 
 * rlimits: CPU seconds, address space, file size, open files, processes, no core dumps.
 * network: a new, empty network namespace (as root, or through an unprivileged user namespace).
+* view: (as root) a private root file system holding only the read policy's folders, read-only
+  (see ``view.py`` and ``policy.py``): the grader, the reference and the blocked libraries are absent.
 * disk: (as root) the one writable folder becomes a small private tmpfs in a mount namespace of the
   worker's own, so many files each under the file-size limit cannot fill the grader's disk.
-* landlock: the file system becomes read-only and limited to the Python runtime, numpy and the
-  scratch folder; TCP bind/connect are denied; signals and abstract sockets are scoped (ABI >= 6).
+* landlock: the file system becomes read-only and limited to the same read policy (the Python
+  runtime minus the blocked libraries and the grader's packages) and the scratch folder; TCP
+  bind/connect are denied; signals and abstract sockets are scoped (ABI >= 6).
 * seccomp: fork/exec, ptrace, sockets, mounts, namespaces, BPF, process_vm_* and similar calls fail
   with EPERM; threads are still allowed (x86_64 only).
 * user: when started as root, the worker drops to an unprivileged uid of its own, used by no other
@@ -208,7 +211,26 @@ def apply_seccomp() -> str:
     return f"active ({len(DENIED_X86_64) + 2} system calls denied, fork/exec included)"
 
 
-def drop_privileges(uid: int | None) -> str:
+CAP_DAC_READ_SEARCH = 2
+PR_SET_KEEPCAPS = 8
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _keep_only_read_search() -> None:
+    """After setresuid with PR_SET_KEEPCAPS: keep CAP_DAC_READ_SEARCH alone (effective, permitted)."""
+    header = struct.pack("<Ii", _LINUX_CAPABILITY_VERSION_3, 0)
+    bit = 1 << CAP_DAC_READ_SEARCH
+    data = struct.pack("<IIIIII", bit, bit, 0, 0, 0, 0)
+    hbuf, dbuf = ctypes.create_string_buffer(header, 8), ctypes.create_string_buffer(data, 24)
+    if _libc.capset(hbuf, dbuf) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def drop_privileges(uid: int | None, keep_read_search: bool = False) -> str:
+    """Become the private ``uid``. ``keep_read_search``: the Python runtime lies under a folder the
+    uid cannot traverse (a pyenv under /root, mode 0700) and no file-system view re-exposes it; the
+    uid then keeps the one capability that lets it search and read folders, which is only given when
+    landlock already confines every read to the read policy."""
     if os.geteuid() != 0:
         return "unavailable: not started as root, the worker keeps the grader's user"
     if uid is None:
@@ -216,10 +238,43 @@ def drop_privileges(uid: int | None) -> str:
     try:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
+        if keep_read_search:
+            _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
         os.setresuid(uid, uid, uid)
+        if keep_read_search:
+            _keep_only_read_search()
+            _libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)
     except OSError as exc:
         return f"unavailable: setuid({uid}) failed ({exc})"
+    if keep_read_search:
+        return ("active (a private unprivileged uid, no groups; it keeps CAP_DAC_READ_SEARCH only, because "
+                "the Python runtime lies under a folder it cannot traverse and there is no file-system view; "
+                "landlock limits its reads to the read policy)")
     return "active (a private unprivileged uid, no groups)"
+
+
+def _on(report: dict, name: str) -> bool:
+    return str(report.get(name, "")).startswith("active")
+
+
+def refusal(report: dict, cfg: dict) -> str | None:
+    """Why this worker must not run student code with the layers it got, or None.
+
+    Without the file-system view and without landlock nothing hides the grader, the reference or the
+    blocked libraries; a worker still running as root could undo every other layer. Both are refused
+    unless the instructor explicitly accepted a weaker sandbox (``allow_weak``).
+    """
+    if cfg.get("allow_weak"):
+        return None
+    if not (_on(report, "view") or _on(report, "landlock")):
+        return ("neither the file-system view nor landlock is available (view: " + str(report.get("view")) +
+                "; landlock: " + str(report.get("landlock")) + "), so nothing would hide the reference and the "
+                "grader from student code. Grading is refused; to grade anyway with the weaker sandbox, set "
+                "GRADER_SANDBOX_ALLOW_WEAK=1 (or SandboxConfig(allow_weak=True)).")
+    if os.geteuid() == 0 or os.getuid() == 0:
+        return ("the worker would run student code as root (user: " + str(report.get("user")) + "). Grading is "
+                "refused; to grade anyway, set GRADER_SANDBOX_ALLOW_WEAK=1 (or SandboxConfig(allow_weak=True)).")
+    return None
 
 
 def apply_all(cfg: dict) -> dict[str, str]:
@@ -233,14 +288,28 @@ def apply_all(cfg: dict) -> dict[str, str]:
         try:
             report[name] = fn(*args)
         except Exception as exc:  # e.g. not Linux: the layer is reported missing, the others still apply
-            report[name] = f"unavailable: {type(exc).__name__}: {exc}"[:200]
+            report[name] = f"unavailable: {type(exc).__name__}: {exc}"[:300]
 
     attempt("rlimits", True, apply_rlimits, cfg.get("rlimits", {}))
     attempt("network", cfg.get("network", True), unshare_network)
-    attempt("disk", bool(cfg.get("work_dir_bytes")) and bool(cfg.get("work_dir")), limit_work_dir,
-            cfg.get("work_dir", ""), cfg.get("work_dir_bytes", 0), cfg.get("uid"))
+    import view
+
+    attempt("view", cfg.get("view", True) and bool(cfg.get("view_root")), view.build_view, cfg.get("view_root", ""),
+            cfg.get("policy", {}), cfg.get("work_dir", ""), cfg.get("work_dir_bytes", 0), cfg.get("uid"),
+            cfg.get("package_dir", ""))
+    if _on(report, "view"):
+        report["disk"] = "active (the writable folder is the view's private tmpfs)"
+    else:
+        attempt("disk", bool(cfg.get("work_dir_bytes")) and bool(cfg.get("work_dir")), limit_work_dir,
+                cfg.get("work_dir", ""), cfg.get("work_dir_bytes", 0), cfg.get("uid"))
     attempt("landlock", cfg.get("landlock", True), apply_landlock, cfg.get("read_paths", []), cfg.get("write_paths", []))
-    attempt("user", True, drop_privileges, cfg.get("uid"))
+    keep = bool(cfg.get("runtime_private")) and not _on(report, "view") and _on(report, "landlock")
+    uid = cfg.get("uid") if cfg.get("private_uid", True) else None
+    if uid is not None and cfg.get("runtime_private") and not _on(report, "view") and not keep:
+        report["user"] = ("unavailable: the Python runtime lies under a folder the private uid cannot traverse, "
+                          "and neither the file-system view nor landlock is there to re-expose it safely")
+    else:
+        attempt("user", True, drop_privileges, uid, keep)
     try:  # after the uid change: a credential change resets the parent-death signal
         _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
         _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)

@@ -36,30 +36,51 @@ _frombuffer = np.frombuffer
 
 STUDENT_MODULES = {"Linear": "layers", "ReLU": "layers", "LogSoftmax": "layers", "NLLLoss": "layers",
                    "LogisticRegression": "logistic_regression"}
+#: The default import policy (the rubric's ``[imports]`` section can change it): automatic and
+#: symbolic differentiation libraries, by top-level module name, with the reason shown to students.
 BLOCKED_IMPORTS = {
-    "torch": "PyTorch", "jax": "JAX", "jaxlib": "JAX", "autograd": "autograd", "tensorflow": "TensorFlow",
-    "keras": "Keras", "mxnet": "MXNet", "chainer": "Chainer", "theano": "Theano", "paddle": "Paddle",
-    "mlx": "MLX", "tinygrad": "tinygrad", "micrograd": "micrograd", "numdifftools": "numdifftools",
-    "sympy": "SymPy", "casadi": "CasADi", "cupy": "CuPy", "scipy": "SciPy", "sklearn": "scikit-learn",
+    "torch": "PyTorch", "functorch": "PyTorch", "jax": "JAX", "jaxlib": "JAX", "autograd": "autograd",
+    "tensorflow": "TensorFlow", "mxnet": "MXNet", "chainer": "Chainer", "theano": "Theano",
+    "paddle": "PaddlePaddle", "mlx": "MLX", "tinygrad": "tinygrad", "micrograd": "micrograd",
+    "numdifftools": "numdifftools", "sympy": "SymPy", "casadi": "CasADi",
 }
 MAX_REPLY_BYTES = 256 << 20
-PRELOAD = ("numpy.random", "numpy.linalg", "numpy.fft", "numpy.lib.stride_tricks", "math", "cmath",
-           "itertools", "functools", "collections", "collections.abc", "typing", "dataclasses", "abc",
-           "copy", "warnings", "random", "numbers", "operator", "enum", "string", "re", "contextlib",
-           "heapq", "bisect", "statistics", "fractions", "decimal", "textwrap", "linecache", "tokenize",
-           "logging", "json", "pathlib", "glob", "fnmatch", "pprint", "time", "types", "inspect")
+#: Methods whose reply must be a dict of name -> value (the parent checks it before using it).
+DICT_METHODS = ("parameters", "gradients")
+
+
+def blocked_message(name: str, label: str) -> str:
+    return (f"{name!r} is blocked by the grader: {label} computes derivatives automatically "
+            "(or symbolically), and this assignment is about computing gradients by hand. Use numpy instead.")
+
+
+def dict_reply_problem(method: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid answer of ``parameters()``/``gradients()``, or None."""
+    if method not in DICT_METHODS:
+        return None
+    if not isinstance(value, dict):
+        return f"{method}() returned a {type(value).__name__}; it must return a dict mapping names to numpy arrays"
+    bad = [k for k in value if type(k) is not str]
+    if bad:
+        return f"{method}() returned a dict with a key that is not a string ({type(bad[0]).__name__})"
+    return None
 
 
 class BlockedImport(importlib.abc.MetaPathFinder):
-    """Autodiff and ML libraries are not importable: gradients must be computed by hand."""
+    """Autodiff libraries are not importable: gradients must be computed by hand.
+
+    The message is the friendly half of the policy; the other half is the file system (the blocked
+    libraries' folders are not in the worker's view nor in its landlock rules), so removing this
+    finder from ``sys.meta_path`` does not make them importable.
+    """
+
+    def __init__(self, blocked: dict[str, str] | None = None) -> None:
+        self.blocked = dict(BLOCKED_IMPORTS if blocked is None else blocked)
 
     def find_spec(self, name, path=None, target=None):
         top = name.partition(".")[0]
-        if top in BLOCKED_IMPORTS:
-            raise ImportError(
-                f"import of {name!r} is blocked by the grader: this assignment is about computing "
-                f"gradients by hand, so {BLOCKED_IMPORTS[top]} and other autodiff/ML libraries are not "
-                "available. Use numpy only.", name=name)
+        if top in self.blocked:
+            raise ImportError(blocked_message(name, self.blocked[top]), name=name)
         return None
 
 
@@ -313,6 +334,10 @@ class Dispatcher:
                 if before is not None:
                     reply["modified"] = [b is not None and a.tobytes() != b for a, b in zip(args, before)]
                 return reply, out
+            if op == "import":
+                if head.get("module") in STUDENT_MODULES.values():
+                    self._import(head["module"])
+                return {"ok": True}, out
             if op == "data":
                 self.train_X, self.train_y = arrays[0], arrays[1]
                 return {"ok": True}, out
@@ -380,51 +405,54 @@ class _LocalAPI:
             v = self.d.call(h, method, *args)
         except BaseException as exc:
             raise CallFailed(describe_exception(exc, self.d.package_dir)) from None
+        problem = dict_reply_problem(method, v)
+        if problem:
+            raise CallFailed({"type": "TypeError", "message": problem, "where": ""})
         # The loop sees exactly what the parent would see after crossing the pipe.
         arrays: list = []
         return decode_value(encode_value(v, arrays), arrays)
 
 
 def install_package(package_dir: str, name: str = "assignment") -> None:
-    """Make ``<name>.*`` importable from ``package_dir`` without running its ``__init__``."""
+    """Make ``<name>.*`` importable from ``package_dir`` without running its ``__init__``.
+
+    Inside a student file ``from assignment import Linear``, ``from assignment.layers import ReLU``,
+    ``import assignment.module as m`` and the relative forms (``from .layers import Linear``) all
+    work: the package exposes the provided helpers at once and each student class on first use.
+    """
     pkg = types.ModuleType(name)
     pkg.__path__ = [package_dir]
     pkg.__file__ = os.path.join(package_dir, "__init__.py")
+    pkg.__package__ = name
     sys.modules[name] = pkg
     module = importlib.import_module(f"{name}.module")
     gradcheck = importlib.import_module(f"{name}.gradcheck")
-    for name in ("Module", "Sequential"):
-        setattr(pkg, name, getattr(module, name))
-    for name in ("numerical_gradient", "rel_error", "check_gradient"):
-        setattr(pkg, name, getattr(gradcheck, name))
+    for attr in ("Module", "Sequential"):
+        setattr(pkg, attr, getattr(module, attr))
+    for attr in ("numerical_gradient", "rel_error", "check_gradient"):
+        setattr(pkg, attr, getattr(gradcheck, attr))
 
     def lazy(attr: str):  # ``from assignment import Linear`` inside a student file
         if attr in STUDENT_MODULES:
             return getattr(importlib.import_module(f"{name}.{STUDENT_MODULES[attr]}"), attr)
-        raise AttributeError(attr)
+        raise AttributeError(f"module {name!r} has no attribute {attr!r}")
 
     pkg.__getattr__ = lazy
     if name == "assignment":
         sys.path.append(package_dir)  # ``from module import Module`` also works
 
 
-def main() -> None:
-    import json
-
-    cfg = json.loads(sys.argv[1])
-    req = os.fdopen(cfg["req_fd"], "rb", buffering=1 << 16)
-    resp = os.fdopen(cfg["resp_fd"], "wb", buffering=1 << 16)
+def _serve(cfg: dict, req, resp) -> None:
     import isolation
 
-    # Modules a submission may reasonably import are loaded before the file system is closed
-    # (the sandbox uid may not even be able to read the Python installation afterwards).
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
     layers = isolation.apply_all(cfg["isolation"])
-    sys.meta_path.insert(0, BlockedImport())
+    refused = isolation.refusal(layers, cfg["isolation"])
+    if refused:
+        write_message(resp, {"ok": True, "hello": True, "isolation": layers, "refused": refused})
+        resp.flush()
+        os._exit(0)
+    blocked = cfg.get("blocked")
+    sys.meta_path.insert(0, BlockedImport(blocked))
     sys.dont_write_bytecode = True
     install_package(cfg["package_dir"])
     os.chdir(cfg["work_dir"])
@@ -441,6 +469,16 @@ def main() -> None:
         reply, out = d.handle(head, arrays)
         write_message(resp, reply, out)
     resp.flush()
+
+
+def main() -> None:
+    import json
+
+    fds = json.loads(sys.argv[1])
+    req = os.fdopen(fds["req_fd"], "rb", buffering=1 << 16)
+    resp = os.fdopen(fds["resp_fd"], "wb", buffering=1 << 16)
+    cfg, _ = read_message(req, max_bytes=64 << 20)  # the configuration comes first, through the pipe
+    _serve(cfg, req, resp)
     os._exit(0)
 
 
