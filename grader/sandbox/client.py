@@ -323,6 +323,7 @@ def kill_uid(uid: int) -> int:
 
 
 _landlock_paths = lru_cache(maxsize=8)(ReadPolicy.landlock_paths)
+_listed_dirs = lru_cache(maxsize=8)(ReadPolicy.listed_dirs)
 
 
 def scrub_paths(text: str, package_dir: Path | None = None) -> str:
@@ -337,8 +338,9 @@ def scrub_paths(text: str, package_dir: Path | None = None) -> str:
     if package_dir is not None:
         pairs += [(str(package_dir) + "/", ""), (str(package_dir), "assignment"),
                   (str(package_dir.parent), "<scratch>")]
-    for d in list(getattr(site, "getsitepackages", lambda: [])()) + [sysconfig.get_paths()["purelib"]]:
-        pairs.append((d, "<site-packages>"))
+    for d in list(getattr(site, "getsitepackages", lambda: [])()) + [sysconfig.get_paths()["purelib"],
+                                                                      sysconfig.get_paths()["stdlib"]]:
+        pairs += [(d + "/", ""), (d, "<python>")]  # a library's file by its import path: scipy/special/...
     pairs += [(str(HERE.parent), "<grader>"), (str(PROJECT), "<grader>"), (sys.prefix, "<python>"),
               (sys.base_prefix, "<python>"), (os.path.realpath(sys.prefix), "<python>"),
               (os.path.expanduser("~"), "~"), (tempfile.gettempdir(), "<tmp>")]
@@ -526,8 +528,9 @@ class SandboxImpl(_Base):
             "rlimits": {"cpu": c.cpu_seconds, "as": c.address_space, "fsize": c.file_size,
                         "nofile": c.open_files, "nproc": c.processes, "core": 0},
             "read_paths": _landlock_paths(policy) + [str(self.package_dir), "/dev/null", "/dev/zero", "/dev/urandom"],
-            "write_paths": [work], "work_dir": work, "work_dir_bytes": c.work_dir_bytes,
-            "policy": {"roots": list(policy.roots), "hidden": list(policy.hidden), "links": [list(x) for x in policy.links]},
+            "list_paths": _listed_dirs(policy), "write_paths": [work], "work_dir": work, "work_dir_bytes": c.work_dir_bytes,
+            "policy": {"roots": list(policy.roots), "hidden": list(policy.hidden), "paths": _landlock_paths(policy),
+                       "links": [list(x) for x in policy.links]},
             "view_root": str(self.root / "_view"), "package_dir": str(self.package_dir),
             "runtime_private": policy.private, "uid": self._uid, **on,
         }

@@ -113,7 +113,8 @@ def landlock_abi() -> int:
     return int(abi) if abi > 0 else 0
 
 
-def apply_landlock(read_paths: list[str], write_paths: list[str]) -> str:
+def apply_landlock(read_paths: list[str], write_paths: list[str], list_paths: list[str] = ()) -> str:
+    """Only ``read_paths`` (whole), ``write_paths`` and the listing of ``list_paths`` stay accessible."""
     abi = landlock_abi()
     if abi < 1:
         return _err("landlock_create_ruleset")
@@ -138,7 +139,7 @@ def apply_landlock(read_paths: list[str], write_paths: list[str]) -> str:
     if abi >= 3:
         write |= FS_TRUNCATE
     try:
-        for paths, access in ((read_paths, read_dir), (write_paths, write)):
+        for paths, access in ((read_paths, read_dir), (write_paths, write), (list_paths, FS_READ_DIR)):
             for path in paths:
                 try:
                     fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -302,7 +303,8 @@ def apply_all(cfg: dict) -> dict[str, str]:
     else:
         attempt("disk", bool(cfg.get("work_dir_bytes")) and bool(cfg.get("work_dir")), limit_work_dir,
                 cfg.get("work_dir", ""), cfg.get("work_dir_bytes", 0), cfg.get("uid"))
-    attempt("landlock", cfg.get("landlock", True), apply_landlock, cfg.get("read_paths", []), cfg.get("write_paths", []))
+    attempt("landlock", cfg.get("landlock", True), apply_landlock, cfg.get("read_paths", []), cfg.get("write_paths", []),
+            cfg.get("list_paths", []))
     keep = bool(cfg.get("runtime_private")) and not _on(report, "view") and _on(report, "landlock")
     uid = cfg.get("uid") if cfg.get("private_uid", True) else None
     if uid is not None and cfg.get("runtime_private") and not _on(report, "view") and not keep:

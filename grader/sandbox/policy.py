@@ -38,8 +38,17 @@ class ReadPolicy:
 
     def landlock_paths(self) -> list[str]:
         """The roots, opened up entry by entry wherever one contains a hidden entry."""
+        return self._expand()[0]
+
+    def listed_dirs(self) -> list[str]:
+        """The folders that were opened up entry by entry: they may be listed (the import system
+        lists every folder on ``sys.path``), their hidden entries' contents stay unreadable."""
+        return self._expand()[1]
+
+    def _expand(self) -> tuple[list[str], list[str]]:
         hidden = set(self.hidden)
         out: set[str] = set()
+        listed: set[str] = set()
 
         def add(path: str) -> None:
             if path in hidden:
@@ -51,12 +60,13 @@ class ReadPolicy:
                 entries = os.listdir(path)
             except OSError:
                 return
+            listed.add(path)
             for e in entries:
                 add(os.path.join(path, e))
 
         for r in self.roots:
             add(r)
-        return sorted(out)
+        return sorted(out), sorted(listed)
 
 
 def _module_name(entry: str) -> str:

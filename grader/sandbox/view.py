@@ -54,20 +54,6 @@ def _bind_ro(new_root: str, path: str, *, devices: bool = False) -> None:
     _mount(None, target, None, flags, None)
 
 
-def _cover(new_root: str, path: str) -> None:
-    """Make ``path`` (inside a bound root) an empty, read-only folder or file."""
-    target = new_root + path
-    if not os.path.lexists(target):
-        return
-    if os.path.isdir(target) and not os.path.islink(target):
-        _mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4096,nr_inodes=2,mode=0555")
-    elif os.path.islink(target):
-        return  # a symlink inside a read-only root: what it points to is governed by the policy
-    else:
-        _mount(new_root + "/.empty", target, None, MS_BIND, None)
-        _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
-
-
 def build_view(new_root: str, policy: dict, work_dir: str, work_bytes: int, uid: int | None,
                package_dir: str) -> str:
     """Enter the view; ``new_root`` is an empty root-owned folder. Returns the layer's report."""
@@ -79,20 +65,15 @@ def build_view(new_root: str, policy: dict, work_dir: str, work_bytes: int, uid:
     try:
         _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
         _mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=65536,mode=0755")
-        with open(new_root + "/.empty", "wb"):
-            pass
-        os.chmod(new_root + "/.empty", 0o444)
         for link, target in policy.get("links", []):
             os.makedirs(os.path.dirname(new_root + link), mode=0o755, exist_ok=True)
             if not os.path.lexists(new_root + link):
                 os.symlink(target, new_root + link)
-        roots = sorted(policy["roots"], key=lambda p: (p.count("/"), p))
-        hidden = policy["hidden"]
-        for r in roots:
-            _bind_ro(new_root, r)
-            for h in hidden:
-                if h.startswith(r.rstrip("/") + "/"):
-                    _cover(new_root, h)
+        # the roots expanded around every hidden entry: a hidden entry is simply not there
+        # (an empty folder in its place would still import, as an empty namespace package)
+        paths = sorted(policy["paths"], key=lambda p: (p.count("/"), p))
+        for p in paths:
+            _bind_ro(new_root, p)
         _bind_ro(new_root, package_dir)
         for dev in DEVICES:
             if os.path.exists(dev):
@@ -113,5 +94,5 @@ def build_view(new_root: str, policy: dict, work_dir: str, work_bytes: int, uid:
     except (OSError, ValueError) as exc:
         # half-built: the worker must not go on with a view it believes in
         raise ViewError(getattr(exc, "errno", 0) or 0, f"the file-system view could not be built: {exc}") from None
-    return (f"active ({len(roots)} read-only folders of the Python runtime, {len(hidden)} entries hidden, "
-            f"a private {int(work_bytes) >> 20} MB tmpfs to write)")
+    return (f"active ({len(policy.get('roots', []))} read-only folders of the Python runtime bound as {len(paths)} "
+            f"entries, {len(policy.get('hidden', []))} hidden, a private {int(work_bytes) >> 20} MB tmpfs to write)")
