@@ -261,3 +261,87 @@ def test_no_machine_path_in_any_output_file(request, fixture: str) -> None:
                     i = text.index(p)
                     found.append(f"{f.relative_to(out)}: {p!r} in ...{text[max(0, i - 80): i + 80]!r}")
     assert found == []
+
+
+# --- a normal (not editable) install into a fresh virtual environment ---------------------------------
+
+READ_REFERENCE = """
+import sys
+_found = None
+for _d in list(sys.path) + [{root!r}]:
+    for _rel in ("/solutions/layers.py", "/grader/pipeline.py"):
+        try:
+            with open(_d + _rel) as _fh:
+                _found = _fh.read()
+        except OSError:
+            pass
+if _found is None:
+    raise ImportError("the reference could not be read")
+exec(compile(_found, "ref", "exec"))
+"""
+
+
+def test_read_reference_attack_finds_the_reference_outside_the_sandbox() -> None:
+    """Negative control: the attack used below does find the reference when nothing hides it."""
+    scope: dict = {}
+    prefix = READ_REFERENCE.format(root=str(ROOT)).split("if _found is None")[0]
+    exec(compile(prefix, "attack", "exec"), scope)
+    assert scope["_found"] and "class Linear" in scope["_found"]
+
+
+def test_normal_install_in_a_fresh_venv(tmp_path: Path) -> None:
+    """``pip install <project>`` (not editable) into ``python3 -m venv``: the matrix lines still get
+    full marks, blocked libraries and the installed reference stay unreadable, every layer is on."""
+    import os
+    import subprocess
+
+    src = tmp_path / "src"
+    for name in ("grader", "assignment", "solutions"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    base = [str(py), "-m", "pip", "install", "-q", "--no-deps"]
+    for args in (["--no-build-isolation", "--no-index"], []):  # offline when the build backend is at hand
+        done = subprocess.run(base + args + [str(src)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        if done.returncode == 0:
+            break
+    else:
+        pytest.skip(f"the project could not be built here (no 'wheel' and no package index): {done.stderr[-300:]}")
+    installed = subprocess.run([str(py), "-c", "import grader, solutions; print(grader.__file__)"], env=env,
+                               cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert str(venv) in installed, installed
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    lines = ["import signal", "import matplotlib.pyplot as plt", "from scipy.special import logsumexp", "import gzip"]
+    for line in lines:
+        write_py(subs / f"py_{slug(line)}", line)
+    write_notebook(subs / "nb_plt.ipynb", "import matplotlib.pyplot as plt")
+    write_py(subs / "bypass_sympy", _hostile_bypass("import sympy").rstrip("\n"))
+    d = subs / "read_reference"
+    write_py(d, "import numpy")
+    (d / "layers.py").write_text(READ_REFERENCE.format(root=str(ROOT)))
+    out = tmp_path / "out"
+    run = subprocess.run([str(py), "-m", "grader.cli", "grade", str(subs), "--no-mnist", "--jobs", "2", "--quiet",
+                          "--out", str(out), "--secret", SECRET], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = {}
+    for f in out.glob("*/results.json"):
+        data = json.loads(f.read_text())
+        rows[data["extra_data"]["student"]] = data
+    assert len(rows) == len(lines) + 3
+    for name, data in rows.items():
+        isolation_ok(data["extra_data"]["isolation"])
+        layer_scores = [t["score"] for t in data["tests"] if t["tags"][0] in ("Linear", "ReLU", "LogSoftmax", "NLLLoss")]
+        if name in ("bypass_sympy", "read_reference"):
+            assert sum(layer_scores) == 0, (name, data["extra_data"]["reason"])
+        else:
+            assert data["score"] == sum(t["max_score"] for t in data["tests"]), (name, data["extra_data"]["reason"])
+    for f in out.rglob("*"):
+        if f.is_file() and f.name != "run.json":
+            text = f.read_text(errors="replace")
+            for p in [str(venv), str(tmp_path), "site-packages", str(ROOT)]:
+                assert p not in text, (f, p)
