@@ -6,6 +6,7 @@ test, so a batch always has a row and a ``results.json`` for it.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -209,7 +210,10 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
 
         t = time.perf_counter()
         if opts.sandbox:
-            impl = SandboxImpl(prepared.package_dir, opts.sandbox_config)
+            cfg = opts.sandbox_config
+            if cfg.blocked_imports is None:  # the rubric's import policy
+                cfg = dataclasses.replace(cfg, blocked_imports=rubric.blocked_imports)
+            impl = SandboxImpl(prepared.package_dir, cfg)
             impl._start()  # now, so that worker start-up is timed on its own
         else:
             impl = LocalImpl.from_package_dir(prepared.package_dir)

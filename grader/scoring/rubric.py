@@ -47,6 +47,8 @@ class Rubric:
     mnist: dict[str, MnistRule]
     source: str = field(default="", compare=False)
     digest: str = ""
+    #: The import policy: (top-level module, library name shown in the message), see ``[imports]``.
+    blocked_imports: tuple[tuple[str, str], ...] = ()
 
     @property
     def total(self) -> float:
@@ -87,4 +89,24 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
         raise RubricError(f"rubric {p}: public_share must be between 0 and 1")
     ordered = {cid: float(checks[cid]) for cid in REGISTRY if cid in checks}
     return Rubric(str(head.get("name", "rubric")), share, bool(head.get("partial_credit", True)), ordered, mnist,
-                  source=str(p), digest=hashlib.sha256(raw_bytes).hexdigest())
+                  source=str(p), digest=hashlib.sha256(raw_bytes).hexdigest(),
+                  blocked_imports=_import_policy(data.get("imports"), p))
+
+
+def _import_policy(section, p: Path) -> tuple[tuple[str, str], ...]:
+    """``[imports] blocked = [...]`` (default: the autodiff libraries) minus ``allowed = [...]``."""
+    from ..sandbox.worker import BLOCKED_IMPORTS
+
+    section = section or {}
+    if not isinstance(section, dict):
+        raise RubricError(f"rubric {p}: [imports] must be a table")
+    unknown = sorted(set(section) - {"blocked", "allowed"})
+    if unknown:
+        raise RubricError(f"rubric {p}: [imports] has unknown keys {', '.join(unknown)}; known: blocked, allowed")
+    blocked = section.get("blocked", sorted(BLOCKED_IMPORTS))
+    allowed = section.get("allowed", [])
+    for key, value in (("blocked", blocked), ("allowed", allowed)):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.isidentifier() for v in value):
+            raise RubricError(f"rubric {p}: [imports] {key} must be a list of top-level module names")
+    keep = [b for b in blocked if b not in set(allowed)]
+    return tuple((b, BLOCKED_IMPORTS.get(b, b)) for b in sorted(set(keep)))
