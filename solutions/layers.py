@@ -9,6 +9,10 @@ Rules every method follows (the grader checks each one):
 * never modify an argument in place (the grader passes read-only arrays);
 * keep the floating dtype of the input (float32 in, float32 out);
 * work on a whole batch at once with array operations, no Python loops over samples.
+
+Imports: every standard-library module and every installed package (numpy, scipy, matplotlib, ...)
+may be used, except automatic or symbolic differentiation libraries (torch, jax, autograd,
+tensorflow, sympy, ...), which the grader blocks: compute the gradients by hand with numpy.
 """
 from __future__ import annotations
 
