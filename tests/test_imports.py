@@ -345,3 +345,17 @@ def test_normal_install_in_a_fresh_venv(tmp_path: Path) -> None:
             text = f.read_text(errors="replace")
             for p in [str(venv), str(tmp_path), "site-packages", str(ROOT)]:
                 assert p not in text, (f, p)
+
+
+@pytest.mark.parametrize("name", ["from_assignment", "relative_layers", "import_assignment_module"])
+def test_the_package_forms_in_grader_check(tmp_path: Path, name: str) -> None:
+    from grader.student import run_public
+
+    fname, old, new = PACKAGE_FORMS[name]
+    d = tmp_path / "assignment"
+    d.mkdir()
+    for f in ("layers.py", "logistic_regression.py"):
+        text = reference(f)
+        (d / f).write_text(text.replace(old, new, 1) if f == fname else text)
+    results = run_public(d)
+    assert results and all(r.passed for r in results), [r.title for r in results if not r.passed]

@@ -159,7 +159,10 @@ def read_policy(blocked: tuple[str, ...], executable: str = sys.executable) -> R
         if any(real_dir == c or real_dir.startswith(c + "/") for c in roots):
             continue
         if any(c.startswith(real_dir + "/") for c in code_dirs):
-            roots.add(os.path.realpath(lib))  # e.g. <prefix>/lib holds libpython and the stdlib: the file only
+            # e.g. <prefix>/lib holds libpython and the stdlib (conda: every shared library too): its
+            # shared libraries one by one, never the folder
+            roots.update(os.path.join(real_dir, e) for e in os.listdir(real_dir)
+                         if ".so" in e and os.path.isfile(os.path.join(real_dir, e)))
         else:
             roots.add(real_dir)
     exe = os.path.realpath(executable)
