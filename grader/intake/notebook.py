@@ -1,0 +1,521 @@
+"""A notebook submission: the code its cells define, as the two student modules (CONTRACT.md section 2).
+
+Reading is bounded by what is graded, not by what the notebook stores: outputs (plots, embedded
+images) are dropped while the JSON is parsed, never decoded, and the limits apply to the code of the
+cells used. Every step is linear in that code.
+
+The reduction keeps, from each cell used (the ``solution``-tagged ones, or all code cells): imports
+(but not of the grader itself), ``def`` and ``class`` statements with their decorators, constant
+assignments, ``try`` blocks of imports (``try: import tqdm ... except ImportError: ...``), and an
+assignment such as ``EPS = np.finfo(float).eps`` when kept code reads that name. Everything else
+(calls, loops, ``if __name__ == "__main__":``, magics, shell lines, ``obj?``) is dropped. A cell that
+does not parse is not used, as Jupyter would not run it; if a class the grader needs is only there,
+importing the module reports that cell's error. The course's setup cell (``from assignment import
+Linear, ..., check_gradient``) keeps its provided helpers; the names the notebook defines itself are
+its own. The module runs each kept cell under its own name (:data:`RUNNER`), so that a traceback says
+``cell 7, line 3``.
+"""
+from __future__ import annotations
+
+import __future__ as future_features
+import ast
+import builtins
+import json
+import re
+import symtable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_NOTEBOOK_BYTES = 256 << 20   #: the file, outputs included: read once, outputs dropped while parsing
+MAX_CODE_BYTES = 2 << 20         #: the source of the code cells used
+MAX_CODE_CELLS = 10_000
+MAX_MODULE_BYTES = 1 << 20       #: the reduced module written for grading
+MAX_DEPENDENCIES = 200           #: assignments kept because kept code reads them
+GRADED = {"layers.py": ("Linear", "ReLU", "LogSoftmax", "NLLLoss"), "logistic_regression.py": ("LogisticRegression",)}
+STUDENT_NAMES = frozenset(n for names in GRADED.values() for n in names)
+STUDENT_MODULES = frozenset({"layers", "logistic_regression"})
+PROVIDED_NAMES = frozenset({"Module", "Sequential", "numerical_gradient", "rel_error", "check_gradient"})
+PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}  # their body is Python: it is kept
+
+# IPython syntax that is not Python. Help is only ``obj?``, ``obj??`` or ``?obj`` on a line of its own:
+# a broader rule ("any line ending in ?") also blanked lines such as a docstring's ``"""Is this right?``.
+# ``files = !ls`` and ``t = %timeit -o f()`` assign shell or magic output.
+_HELP = re.compile(r"^(\?{1,2}[\w.]+|[\w.]+(\(\))?\?{1,2})$")
+_MAGIC_ASSIGN = re.compile(r"^[\w.]+(\s*,\s*[\w.]+)*\s*=\s*[!%]")
+_CELL_MAGIC = re.compile(r"\s*%%(\w*)")
+_CLASS_LINE = re.compile(r"^[ \t]*class[ \t]+(\w+)", re.M)
+
+
+class NotebookError(ValueError):
+    """The notebook as a whole cannot be graded; the message says why."""
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    text = "".join(ch if ch.isprintable() else "?" for ch in text.strip())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+def _drop_outputs(pairs: list) -> dict:
+    """``object_pairs_hook``: an output is dropped as soon as it is parsed, so at most one is held."""
+    if any(k == "output_type" for k, _ in pairs):
+        return {}
+    return {k: v for k, v in pairs if k not in ("outputs", "attachments")}
+
+
+def load_cells(raw: bytes, name: str) -> list[dict]:
+    """The notebook's cells (code and others), without outputs."""
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise NotebookError(f"{name} is {len(raw)} bytes, over the limit of {MAX_NOTEBOOK_BYTES}")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        nb = json.loads(raw, object_pairs_hook=_drop_outputs)
+    except UnicodeDecodeError:
+        raise NotebookError(f"{name} is not UTF-8 text, so it is not a notebook") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise NotebookError(f"{name} is not a valid Jupyter notebook: {_shown(str(exc), 200)}") from None
+    if isinstance(nb, dict) and isinstance(nb.get("worksheets"), list):  # nbformat 3
+        sheets = [w for w in nb["worksheets"] if isinstance(w, dict)]
+        cells = [c for w in sheets for c in (w.get("cells") if isinstance(w.get("cells"), list) else [])]
+    elif isinstance(nb, dict) and isinstance(nb.get("cells"), list):
+        cells = nb["cells"]
+    else:
+        raise NotebookError(f"{name} is not a valid Jupyter notebook: it has no list of cells")
+    return [c if isinstance(c, dict) else {} for c in cells]
+
+
+def _source(cell: dict) -> str | None:
+    src = cell.get("source", cell.get("input", ""))
+    if isinstance(src, list) and all(isinstance(s, str) for s in src):
+        src = "".join(src)
+    if not isinstance(src, str):
+        return None
+    return src.replace("\r\n", "\n").replace("\r", "\n")  # line numbers as the parser counts them
+
+
+def _tags(cell: dict) -> list:
+    meta = cell.get("metadata")
+    tags = meta.get("tags") if isinstance(meta, dict) else None
+    return tags if isinstance(tags, list) else []
+
+
+# --- one cell ---------------------------------------------------------------------------------------
+
+@dataclass
+class Cell:
+    number: int                        #: 1-based position in the notebook, markdown cells counted
+    source: str
+    lines: list[str] = field(default_factory=list)
+    tree: ast.Module | None = None
+    error: tuple[str, int, int, str] | None = None  #: why it does not parse: message, line, column, text
+    kept: dict[int, str] = field(default_factory=dict)      #: index in tree.body -> "hard" / "soft"
+    replaced: dict[int, ast.ImportFrom] = field(default_factory=dict)  #: index -> filtered import
+    futures: int = 0
+    dropped: int = 0
+
+    def node(self, i: int) -> ast.stmt:
+        return self.replaced.get(i) or self.tree.body[i]
+
+    def bound(self) -> set[str]:
+        return {n for i in self.kept for n in _bound(self.node(i))}
+
+    @property
+    def first_line(self) -> str:
+        return _shown(next((ln for ln in self.source.split("\n") if ln.strip()), ""), 60)
+
+    @property
+    def label(self) -> str:
+        return f"cell {self.number} ('{self.first_line}')"
+
+
+def _strip_magics(src: str) -> str:
+    out = []
+    for line in src.split("\n"):
+        s = line.strip()
+        out.append("" if s.startswith(("%", "!")) or _HELP.match(s) or _MAGIC_ASSIGN.match(s) else line)
+    return "\n".join(out)  # same line count: line numbers are kept
+
+
+def _parse(cell: Cell) -> None:
+    src = cell.source
+    magic = _CELL_MAGIC.match(src)
+    if magic:
+        first, _, rest = src.partition("\n")
+        src = "\n" + rest  # the %%time line itself becomes blank
+    try:
+        cell.tree = ast.parse(src)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        src = _strip_magics(src)
+        try:
+            cell.tree = ast.parse(src)
+        except SyntaxError as exc:
+            cell.error = (exc.msg or "invalid syntax", exc.lineno or 1, exc.offset or 0, (exc.text or "").rstrip("\n"))
+        except (ValueError, MemoryError, RecursionError) as exc:  # NUL bytes; expressions nested too deep
+            cell.error = (f"{type(exc).__name__}: {_shown(str(exc), 100)}", 1, 0, "")
+    cell.source = src
+    cell.lines = src.split("\n")
+
+
+def _constant(node: ast.AST, modules: frozenset = frozenset()) -> bool:
+    """A literal, or arithmetic on literals, or an attribute of an imported module (``np.float64``)."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_constant(e, modules) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return (all(k is None or _constant(k, modules) for k in node.keys)
+                and all(_constant(v, modules) for v in node.values))
+    if isinstance(node, ast.UnaryOp):
+        return _constant(node.operand, modules)
+    if isinstance(node, ast.BinOp):
+        return _constant(node.left, modules) and _constant(node.right, modules)
+    if isinstance(node, ast.Attribute):  # not ``data.X_train``: that is a value computed by a dropped statement
+        return (isinstance(node.value, ast.Name) and node.value.id in modules) or (
+            isinstance(node.value, ast.Attribute) and _constant(node.value, modules))
+    return False
+
+
+def _targets(node: ast.stmt) -> list[str] | None:
+    """The names a plain assignment binds, or None if it is not one."""
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets = [node.target]
+    else:
+        return None
+    names = []
+    for t in targets:
+        elts = t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t]
+        if not all(isinstance(e, ast.Name) for e in elts):
+            return None
+        names += [e.id for e in elts]
+    return names
+
+
+def _simple_import_block(body: list[ast.stmt], modules: frozenset) -> bool:
+    ok = (ast.Import, ast.ImportFrom, ast.Pass, ast.FunctionDef, ast.ClassDef)
+    return all(isinstance(s, ok) or (_targets(s) is not None and _safe_value(s.value, modules))
+               or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)) for s in body)
+
+
+def _safe_value(node: ast.AST, modules: frozenset) -> bool:
+    return isinstance(node, (ast.Name, ast.Lambda, ast.Attribute)) or _constant(node, modules)
+
+
+def _is_grader(node: ast.stmt) -> bool:
+    if isinstance(node, ast.Import):
+        return all(a.name.partition(".")[0] == "grader" for a in node.names)
+    return isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").partition(".")[0] == "grader"
+
+
+def _classify(node: ast.stmt, modules: frozenset) -> str | None:
+    """``hard``/``soft`` when a top-level statement is kept on its own merits, else None."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+        return "hard"
+    if _targets(node) is not None:
+        try:
+            return "soft" if _constant(node.value, modules) else None
+        except RecursionError:  # nested too deep to inspect: not a plain constant
+            return None
+    if isinstance(node, ast.Try) and not node.finalbody:
+        blocks = [node.body, node.orelse] + [h.body for h in node.handlers]
+        if any(isinstance(s, (ast.Import, ast.ImportFrom)) for s in node.body) \
+                and all(_simple_import_block(b, modules) for b in blocks):
+            return "soft"
+    return None
+
+
+def _futures(node: ast.stmt) -> int | None:
+    if not (isinstance(node, ast.ImportFrom) and node.module == "__future__"):
+        return None
+    flags = 0
+    for a in node.names:
+        feature = getattr(future_features, a.name, None)
+        flags |= getattr(feature, "compiler_flag", 0)
+    return flags
+
+
+def _reduce(cell: Cell, modules: frozenset) -> None:
+    for i, node in enumerate(cell.tree.body):
+        flags = _futures(node)
+        if flags is not None:  # hoisted: applied to every cell when it is compiled
+            cell.futures |= flags
+            continue
+        if _is_grader(node):
+            continue  # ``from grader.student import check``: checks run by the grader, not by the module
+        kind = _classify(node, modules)
+        if kind:
+            cell.kept[i] = kind
+        elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            cell.dropped += 1
+
+
+# --- the notebook as a whole ------------------------------------------------------------------------
+
+def _assignment_module(node: ast.ImportFrom) -> str | None:
+    """For ``from assignment[.x] import ...``, ``from .x import ...`` or ``from layers import ...``: x."""
+    mod = node.module or ""
+    if node.level:
+        return mod or "assignment"
+    if mod == "assignment":
+        return "assignment"
+    if mod.startswith("assignment."):
+        return mod.split(".", 1)[1]
+    return mod if mod in STUDENT_MODULES else None
+
+
+def _filter_assignment_import(cell: Cell, i: int, node: ast.ImportFrom, own: set[str]) -> None:
+    """The setup cell as in Jupyter: helpers from the trusted package, the notebook's names its own."""
+    target = _assignment_module(node)
+    if target is None:
+        return
+    keep = []
+    for a in node.names:
+        bound = a.asname or a.name
+        if a.name == "*" or (a.name not in STUDENT_NAMES and bound not in own
+                             and (target not in STUDENT_MODULES or a.name in PROVIDED_NAMES)):
+            keep.append(a)
+    if len(keep) == len(node.names):
+        return
+    if not keep:
+        del cell.kept[i]
+        return
+    if target in STUDENT_MODULES:  # ``from .layers import Module``: the provided name, not the notebook itself
+        new = ast.ImportFrom(module="assignment", names=keep, level=0)
+    else:
+        new = ast.ImportFrom(module=node.module, names=keep, level=node.level)
+    cell.replaced[i] = new
+
+
+def _bound(node: ast.stmt) -> list[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [(a.asname or a.name).partition(".")[0] for a in node.names if a.name != "*"]
+    if isinstance(node, ast.Try):
+        return [n for s in node.body + [s for h in node.handlers for s in h.body] for n in _bound(s)]
+    return _targets(node) or []
+
+
+def _span(node: ast.stmt) -> tuple[int, int, int, int]:
+    """First line, first column, last line, end column (columns in UTF-8 bytes, as ast counts them)."""
+    decorators = getattr(node, "decorator_list", None)
+    if decorators:
+        return min(d.lineno for d in decorators), 0, node.end_lineno, node.end_col_offset
+    return node.lineno, node.col_offset, node.end_lineno, node.end_col_offset
+
+
+def _cut(line: str, start: int, end: int | None) -> str:
+    if line.isascii():
+        return line[start:end]
+    return line.encode("utf-8")[start:end].decode("utf-8", "replace")
+
+
+def cell_text(cell: Cell) -> str:
+    """The cell's kept statements at their own lines (everything else blank): linear in the cell."""
+    out = [""] * len(cell.lines)
+    for i in sorted(cell.kept):
+        node = cell.tree.body[i]
+        sl, sc, el, ec = _span(node)
+        sl, el = sl - 1, el - 1
+        if i in cell.replaced:
+            frags = [(sl, ast.unparse(cell.replaced[i]))]
+        elif sl == el:
+            frags = [(sl, _cut(cell.lines[sl], sc, ec))]
+        else:
+            frags = [(sl, _cut(cell.lines[sl], sc, None))] + [(n, cell.lines[n]) for n in range(sl + 1, el)]
+            frags.append((el, _cut(cell.lines[el], 0, ec)))
+        for n, text in frags:
+            out[n] = f"{out[n]}; {text}" if out[n] and n == sl else (out[n] + text if n == sl else text)
+    return "\n".join(out)
+
+
+def _needed(text: str) -> set[str]:
+    """Global names that the given code reads (in functions, class bodies, decorators, defaults)."""
+    try:
+        table = symtable.symtable(text, "cell", "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    names, stack = set(), [table]
+    while stack:
+        t = stack.pop()
+        names.update(s.get_name() for s in t.get_symbols() if s.is_referenced() and s.is_global())
+        stack.extend(t.get_children())
+    return names
+
+
+def _keep_dependencies(cells: list[Cell], defined: set[str], texts: dict[int, str]) -> list[str]:
+    """Assignments whose names kept code reads (``EPS = np.finfo(float).eps``): the last one wins."""
+    known = defined | set(dir(builtins)) | {"__name__", "__file__", "__doc__"}
+    wanted = set().union(*(_needed(t) for t in texts.values())) - known
+    candidates: dict[str, tuple[Cell, int]] = {}
+    for cell in cells:
+        if cell.tree is None:
+            continue
+        for i, node in enumerate(cell.tree.body):
+            if i not in cell.kept:
+                for name in _targets(node) or ():
+                    candidates[name] = (cell, i)
+    notes, added = [], 0
+    while wanted and added < MAX_DEPENDENCIES:
+        name = wanted.pop()
+        if name not in candidates:
+            continue
+        cell, i = candidates[name]
+        if i in cell.kept:
+            continue
+        node = cell.tree.body[i]
+        cell.kept[i], added = "soft", added + 1
+        cell.dropped -= 1
+        known.update(_targets(node))
+        notes.append(f"{name} (cell {cell.number}, line {node.lineno})")
+        try:
+            reads = {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)}
+        except RecursionError:
+            reads = set()
+        wanted |= reads - known
+    return notes
+
+
+@dataclass
+class Reduced:
+    cells: list[Cell]
+    texts: dict[int, str]        #: cell number -> kept code
+    futures: int
+    notes: list[str]
+
+    def module(self, filename: str, notebook: str) -> str:
+        graded = GRADED[filename]
+        entries = []
+        for c in self.cells:
+            if c.number in self.texts:
+                defines = sorted(c.bound() & STUDENT_NAMES)
+                entries.append((c.number, self.texts[c.number], tuple(defines)))
+        broken = [(c.number, c.label, c.error, tuple(sorted(set(_CLASS_LINE.findall(c.source)) & STUDENT_NAMES)))
+                  for c in self.cells if c.error]
+        return (f"# {filename} made by the grader from the notebook {notebook!r}: the imports, definitions and\n"
+                "# constants of its code cells (CONTRACT.md section 2). Each cell runs under its own name,\n"
+                "# so that a traceback says 'cell 7, line 3'.\n"
+                "import numpy as np  # as before any cell: a tagged cell may rely on an untagged setup cell\n"
+                f"__grader_cells__ = {entries!r}\n__grader_broken__ = {broken!r}\n"
+                f"__grader_futures__ = {self.futures!r}\n__grader_graded__ = {graded!r}\n" + RUNNER
+                + "__grader_run__(globals())\ndel __grader_run__\n")
+
+
+def reduce_notebook(raw: bytes, name: str) -> Reduced:
+    """Parse and reduce a notebook's code cells; raises :class:`NotebookError` if it cannot be graded."""
+    name = _shown(name, 200)
+    all_cells = load_cells(raw, name)
+    code = [(n, c) for n, c in enumerate(all_cells, 1) if c.get("cell_type") == "code"]
+    tagged = [(n, c) for n, c in code if "solution" in _tags(c)]
+    used = tagged or code
+    notes = [f"{len(tagged)} code cell(s) tagged 'solution' were used" if tagged else
+             f"no cell is tagged 'solution': all {len(code)} code cells were used"]
+    if len(used) > MAX_CODE_CELLS:
+        raise NotebookError(f"{name} has {len(used)} code cells, over the limit of {MAX_CODE_CELLS}")
+    cells, size = [], 0
+    for n, c in used:
+        src = _source(c)
+        if src is None:
+            notes.append(f"cell {n}: its source is not text; it was not used")
+            continue
+        size += len(src)
+        if size > MAX_CODE_BYTES:
+            raise NotebookError(f"{name}: its code cells hold more than {MAX_CODE_BYTES} characters of code, over the "
+                                "limit (outputs and markdown do not count)")
+        cells.append(Cell(n, src))
+    for cell in cells:
+        magic = _CELL_MAGIC.match(cell.source)
+        if magic and magic.group(1) not in PYTHON_CELL_MAGICS:
+            # %%bash, %%writefile, %%html ...: the body is not Python; a top-level action, dropped like one.
+            notes.append(f"cell {cell.number}: a %%{magic.group(1)} cell (not Python) was not used")
+            cell.lines = []
+            continue
+        _parse(cell)
+    cells = [c for c in cells if c.tree is not None or c.error]
+    parsed = [c for c in cells if c.tree is not None]
+    modules = frozenset(n for c in parsed for node in c.tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+                        for n in _bound(node))
+    for c in parsed:
+        _reduce(c, modules)
+    own = {n for c in parsed for i in c.kept for n in _bound(c.tree.body[i])
+           if not isinstance(c.tree.body[i], (ast.Import, ast.ImportFrom))}
+    for c in parsed:
+        for i in list(c.kept):
+            if isinstance(c.tree.body[i], ast.ImportFrom):
+                _filter_assignment_import(c, i, c.tree.body[i], own)
+    texts = {c.number: cell_text(c) for c in parsed if c.kept}
+    defined = set().union(*(c.bound() for c in parsed))
+    deps = _keep_dependencies(parsed, defined, texts)
+    if deps:
+        texts = {c.number: cell_text(c) for c in parsed if c.kept}
+        notes.append("kept because the code reads them: " + ", ".join(deps[:8]) + (" ..." if len(deps) > 8 else ""))
+    notes += _broken_notes(cells, defined, tagged and [(n, c) for n, c in code if "solution" not in _tags(c)])
+    dropped = [c.number for c in parsed if c.dropped]
+    if dropped:
+        shown = ", ".join(map(str, dropped[:12])) + (" ..." if len(dropped) > 12 else "")
+        notes.append(f"statements other than imports, definitions and constants were not run (cells {shown})")
+    futures = 0
+    for c in parsed:
+        futures |= c.futures
+    return Reduced(cells, texts, futures, notes)
+
+
+def _broken_notes(cells: list[Cell], defined: set[str], untagged: list) -> list[str]:
+    notes = []
+    for c in cells:
+        if not c.error:
+            continue
+        msg, line, _, _ = c.error
+        names = sorted(set(_CLASS_LINE.findall(c.source)) & STUDENT_NAMES)
+        text = f"{c.label} does not parse ({msg}, at its line {line}), so it was not used, as Jupyter would not run it"
+        lost = [n for n in names if n not in defined]
+        if lost:
+            text += f"; {', '.join(lost)} is defined only there, so it cannot be graded"
+        elif names:
+            text += f"; {', '.join(names)} from another cell was graded instead"
+        notes.append(text)
+    for c in cells:
+        if c.tree is not None:
+            for name in sorted(set(_CLASS_LINE.findall(c.source)) & STUDENT_NAMES - defined):
+                notes.append(f"{name} appears in {c.label} only inside a statement that is not run (an if, for or "
+                             "with block): define it at the top level of a cell")
+    for n, c in untagged or []:
+        src = _source(c) or ""
+        for name in sorted(set(_CLASS_LINE.findall(src)) & STUDENT_NAMES - defined):
+            notes.append(f"{name} is defined in cell {n}, which is not tagged 'solution': only tagged cells are graded")
+    return notes
+
+
+def notebook_modules(raw: bytes, name: str) -> tuple[dict[str, str], list[str]]:
+    """``{"layers.py": source, "logistic_regression.py": source}`` and notes for the feedback."""
+    reduced = reduce_notebook(raw, name)
+    files = {f: reduced.module(f, _shown(name, 200)) for f in GRADED}
+    size = max(len(s.encode("utf-8", "surrogatepass")) for s in files.values())
+    if size > MAX_MODULE_BYTES:
+        raise NotebookError(f"{_shown(name, 200)}: the code kept from its cells is {size} bytes, over the limit of "
+                            f"{MAX_MODULE_BYTES}")
+    return files, reduced.notes
+
+
+def notebook_source(raw: bytes, name: str) -> tuple[str, list[str]]:
+    """The module made of a notebook's cells (the ``layers.py`` one) and the notes."""
+    files, notes = notebook_modules(raw, name)
+    return files["layers.py"], notes
+
+
+def read_notebook(path: Path) -> tuple[dict[str, str], list[str]]:
+    try:  # size first, and a bounded read: a huge (or sparse) file must not be loaded into memory
+        size = path.stat().st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            raise NotebookError(f"{_shown(path.name, 200)} is {size} bytes, over the limit of {MAX_NOTEBOOK_BYTES}")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_NOTEBOOK_BYTES + 1)
+    except OSError as exc:
+        raise NotebookError(f"{_shown(path.name, 200)} could not be read ({exc.strerror or exc})") from None
+    return notebook_modules(raw, path.name)
+
+
+RUNNER = (Path(__file__).with_name("notebook_runner.py")).read_text(encoding="utf-8").split("# --- runner ---\n", 1)[1]
