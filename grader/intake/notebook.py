@@ -153,7 +153,8 @@ def _parse(cell: Cell) -> None:
         except SyntaxError as exc:
             cell.error = (exc.msg or "invalid syntax", exc.lineno or 1, exc.offset or 0, (exc.text or "").rstrip("\n"))
         except (ValueError, MemoryError, RecursionError) as exc:  # NUL bytes; expressions nested too deep
-            cell.error = (f"{type(exc).__name__}: {_shown(str(exc), 100)}", 1, 0, "")
+            cell.error = ("it is nested too deeply to parse" if not isinstance(exc, ValueError)
+                          else _shown(str(exc), 100), 1, 0, "")
     cell.source = src
     cell.lines = src.split("\n")
 
@@ -397,11 +398,12 @@ class Reduced:
                   for c in self.cells if c.error]
         return (f"# {filename} made by the grader from the notebook {notebook!r}: the imports, definitions and\n"
                 "# constants of its code cells (CONTRACT.md section 2). Each cell runs under its own name,\n"
-                "# so that a traceback says 'cell 7, line 3'.\n"
-                "import numpy as np  # as before any cell: a tagged cell may rely on an untagged setup cell\n"
+                "# so that a traceback says 'cell 7, line 3' (the runner is grader/intake/notebook_runner.py).\n"
+                "import numpy as np  # before any cell: solution cells may rely on a setup cell not graded\n"
                 f"__grader_cells__ = {entries!r}\n__grader_broken__ = {broken!r}\n"
-                f"__grader_futures__ = {self.futures!r}\n__grader_graded__ = {graded!r}\n" + RUNNER
-                + "__grader_run__(globals())\ndel __grader_run__\n")
+                f"__grader_futures__ = {self.futures!r}\n__grader_graded__ = {graded!r}\n"
+                f"exec(compile({RUNNER!r}, '<grader: notebook runner>', 'exec'), globals())\n"
+                "__grader_run__(globals())\ndel __grader_run__\n")
 
 
 def reduce_notebook(raw: bytes, name: str) -> Reduced:
@@ -470,7 +472,7 @@ def _broken_notes(cells: list[Cell], defined: set[str], untagged: list) -> list[
             continue
         msg, line, _, _ = c.error
         names = sorted(set(_CLASS_LINE.findall(c.source)) & STUDENT_NAMES)
-        text = f"{c.label} does not parse ({msg}, at its line {line}), so it was not used, as Jupyter would not run it"
+        text = f"{c.label} does not parse ({msg}, at its line {line}), so it was not used (Jupyter could not run it either)"
         lost = [n for n in names if n not in defined]
         if lost:
             text += f"; {', '.join(lost)} is defined only there, so it cannot be graded"
