@@ -71,7 +71,7 @@ class Loaded:
         ns: dict = {}
         line = next(ln for ln in self.text.splitlines() if ln.startswith("__grader_cells__ = "))
         exec(line, ns)  # a literal written by the reduction
-        return "\n".join(text for _, text, _ in ns["__grader_cells__"])
+        return "\n".join(entry[1] for entry in ns["__grader_cells__"])
 
 
 # --- what is kept, what is dropped -------------------------------------------------------------------
@@ -393,3 +393,13 @@ def test_hundred_megabyte_notebook_is_graded_without_decoding_its_outputs(tmp_pa
     r_big = _grade(big)
     assert r_big.status == "ok" and r_big.score == r_big.max_score == r_small.score
     assert r_big.execution_time() - r_small.execution_time() < 5.0, (r_big.timings, r_small.timings)
+
+
+def test_ten_thousand_constants_notebook_is_graded_end_to_end(tmp_path):
+    """Issue 21 must-show: the 140 KB cell is graded (not rejected), and costs seconds, not minutes."""
+    cell = "".join(f"CONSTANT_{i:05d} = {i * 1.5!r}\n" for i in range(10_000))
+    plain = _grade(write(tmp_path, code(SOLUTION["layers.py"]), code(SOLUTION["logistic_regression.py"]), name="plain"))
+    consts = _grade(write(tmp_path, code(cell), code(SOLUTION["layers.py"]), code(SOLUTION["logistic_regression.py"]),
+                          name="consts"))
+    assert consts.status == "ok" and consts.score == consts.max_score == plain.score
+    assert consts.execution_time() - plain.execution_time() < 5.0, (consts.timings, plain.timings)

@@ -20,14 +20,14 @@ from __future__ import annotations
 import __future__ as future_features
 import ast
 import builtins
+import gc
 import json
 import re
-import symtable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_NOTEBOOK_BYTES = 256 << 20   #: the file, outputs included: read once, outputs dropped while parsing
-MAX_CODE_BYTES = 2 << 20         #: the source of the code cells used
+MAX_CODE_BYTES = 1 << 20         #: the source of the code cells used (two .py files' worth)
 MAX_CODE_CELLS = 10_000
 MAX_MODULE_BYTES = 1 << 20       #: the reduced module written for grading
 MAX_DEPENDENCIES = 200           #: assignments kept because kept code reads them
@@ -114,12 +114,15 @@ class Cell:
     replaced: dict[int, ast.ImportFrom] = field(default_factory=dict)  #: index -> filtered import
     futures: int = 0
     dropped: int = 0
+    _bound: set[str] | None = None  #: cached once the kept statements are final
 
     def node(self, i: int) -> ast.stmt:
         return self.replaced.get(i) or self.tree.body[i]
 
     def bound(self) -> set[str]:
-        return {n for i in self.kept for n in _bound(self.node(i))}
+        if self._bound is None:
+            self._bound = {n for i in self.kept for n in _bound(self.node(i))}
+        return self._bound
 
     @property
     def first_line(self) -> str:
@@ -212,12 +215,12 @@ def _is_grader(node: ast.stmt) -> bool:
 
 
 def _classify(node: ast.stmt, modules: frozenset) -> str | None:
-    """``hard``/``soft`` when a top-level statement is kept on its own merits, else None."""
+    """``hard``, ``constant`` or ``soft`` when a top-level statement is kept on its own merits, else None."""
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
         return "hard"
     if _targets(node) is not None:
         try:
-            return "soft" if _constant(node.value, modules) else None
+            return "constant" if _constant(node.value, modules) else None
         except RecursionError:  # nested too deep to inspect: not a plain constant
             return None
     if isinstance(node, ast.Try) and not node.finalbody:
@@ -333,24 +336,95 @@ def cell_text(cell: Cell) -> str:
     return "\n".join(out)
 
 
-def _needed(text: str) -> set[str]:
-    """Global names that the given code reads (in functions, class bodies, decorators, defaults)."""
-    try:
-        table = symtable.symtable(text, "cell", "exec")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return set()
-    names, stack = set(), [table]
+class _Scope:
+    __slots__ = ("parent", "function", "loads", "stores", "globals")
+
+    def __init__(self, parent: "_Scope | None", function: bool) -> None:
+        self.parent, self.function = parent, function
+        self.loads: set[str] = set()
+        self.stores: set[str] = set()
+        self.globals: set[str] = set()
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+           ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _outer_parts(node: ast.AST) -> list[ast.AST]:
+    """What a scope-making node evaluates in the enclosing scope (decorators, defaults, bases ...)."""
+    parts = list(getattr(node, "decorator_list", []))
+    if isinstance(node, ast.ClassDef):
+        return parts + node.bases + [k.value for k in node.keywords]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        a = node.args
+        parts += a.defaults + [d for d in a.kw_defaults if d is not None]
+        if not isinstance(node, ast.Lambda):
+            parts += [x.annotation for x in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg]
+                      if x is not None and x.annotation is not None]
+            parts += [node.returns] if node.returns is not None else []
+        return parts
+    return [node.generators[0].iter]  # a comprehension's first iterable
+
+
+def _inner_parts(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.ClassDef):
+        return node.body
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        return node.body if isinstance(node.body, list) else [node.body]
+    gens = node.generators
+    elts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+    return elts + [g.target for g in gens] + [g.iter for g in gens[1:]] + [c for g in gens for c in g.ifs]
+
+
+def _global_reads(nodes: list[ast.stmt]) -> set[str]:
+    """Names that code reads from the module's globals (in functions, class bodies, decorators,
+    defaults), by Python's scoping rules; one pass over the nodes, no recursion."""
+    top = _Scope(None, False)
+    scopes = [top]
+    stack: list[tuple[ast.AST, _Scope]] = [(n, top) for n in nodes]
     while stack:
-        t = stack.pop()
-        names.update(s.get_name() for s in t.get_symbols() if s.is_referenced() and s.is_global())
-        stack.extend(t.get_children())
-    return names
+        node, scope = stack.pop()
+        if isinstance(node, _SCOPES):
+            inner = _Scope(scope, not isinstance(node, ast.ClassDef))
+            scopes.append(inner)
+            if not isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                scope.stores.add(node.name)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                a = node.args
+                inner.stores.update(x.arg for x in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg]
+                                    if x is not None)
+            stack += [(n, scope) for n in _outer_parts(node)] + [(n, inner) for n in _inner_parts(node)]
+            continue
+        if isinstance(node, ast.Name):
+            (scope.loads if isinstance(node.ctx, ast.Load) else scope.stores).add(node.id)
+        elif isinstance(node, ast.Global):
+            scope.globals.update(node.names)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            scope.stores.update((a.asname or a.name).partition(".")[0] for a in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            scope.stores.add(node.name)
+        for f in node._fields:  # ast.iter_child_nodes, without its generators' cost
+            v = getattr(node, f, None)
+            if isinstance(v, list):
+                stack += [(c, scope) for c in v if isinstance(c, ast.AST)]
+            elif isinstance(v, ast.AST) and not isinstance(v, ast.expr_context):
+                stack.append((v, scope))
+    reads = set(top.loads)
+    for sc in scopes[1:]:
+        for name in sc.loads - (sc.stores - sc.globals):
+            outer = sc.parent
+            while outer is not None and outer is not top and not (outer.function and name in outer.stores):
+                outer = outer.parent
+            if outer is None or outer is top or name in sc.globals:
+                reads.add(name)
+    return reads
 
 
-def _keep_dependencies(cells: list[Cell], defined: set[str], texts: dict[int, str]) -> list[str]:
+def _keep_dependencies(cells: list[Cell], defined: set[str]) -> list[str]:
     """Assignments whose names kept code reads (``EPS = np.finfo(float).eps``): the last one wins."""
     known = defined | set(dir(builtins)) | {"__name__", "__file__", "__doc__"}
-    wanted = set().union(*(_needed(t) for t in texts.values())) - known
+    code = [c.tree.body[i] for c in cells for i in c.kept if not isinstance(c.tree.body[i], (ast.Assign, ast.AnnAssign))]
+    wanted = _global_reads(code) - known  # constants read only modules (np.float64), which are imports
     candidates: dict[str, tuple[Cell, int]] = {}
     for cell in cells:
         if cell.tree is None:
@@ -393,7 +467,8 @@ class Reduced:
         for c in self.cells:
             if c.number in self.texts:
                 defines = sorted(c.bound() & STUDENT_NAMES)
-                entries.append((c.number, self.texts[c.number], tuple(defines)))
+                plain = sorted(c.tree.body[i].lineno for i, kind in c.kept.items() if kind == "constant")
+                entries.append((c.number, self.texts[c.number], tuple(defines), tuple(plain)))
         broken = [(c.number, c.label, c.error, tuple(sorted(set(_CLASS_LINE.findall(c.source)) & STUDENT_NAMES)))
                   for c in self.cells if c.error]
         return (f"# {filename} made by the grader from the notebook {notebook!r}: the imports, definitions and\n"
@@ -408,6 +483,16 @@ class Reduced:
 
 def reduce_notebook(raw: bytes, name: str) -> Reduced:
     """Parse and reduce a notebook's code cells; raises :class:`NotebookError` if it cannot be graded."""
+    enabled = gc.isenabled()
+    gc.disable()  # the trees hold no cycles; the collector running over them doubles the time of a big cell
+    try:
+        return _reduce_notebook(raw, name)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _reduce_notebook(raw: bytes, name: str) -> Reduced:
     name = _shown(name, 200)
     all_cells = load_cells(raw, name)
     code = [(n, c) for n, c in enumerate(all_cells, 1) if c.get("cell_type") == "code"]
@@ -450,7 +535,9 @@ def reduce_notebook(raw: bytes, name: str) -> Reduced:
                 _filter_assignment_import(c, i, c.tree.body[i], own)
     texts = {c.number: cell_text(c) for c in parsed if c.kept}
     defined = set().union(*(c.bound() for c in parsed))
-    deps = _keep_dependencies(parsed, defined, texts)
+    deps = _keep_dependencies(parsed, defined)
+    for c in parsed:
+        c._bound = None
     if deps:
         texts = {c.number: cell_text(c) for c in parsed if c.kept}
         notes.append("kept because the code reads them: " + ", ".join(deps[:8]) + (" ..." if len(deps) > 8 else ""))

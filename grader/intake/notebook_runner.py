@@ -1,7 +1,8 @@
 """The code at the end of every module made from a notebook (see notebook.py); it runs in the sandbox.
 
 Everything after the marker line is copied into the module, after the data it reads
-(``__grader_cells__``: cell number, kept code, the graded names the cell defines; ``__grader_broken__``:
+(``__grader_cells__``: cell number, kept code, the graded names the cell defines, the lines of its
+constant assignments; ``__grader_broken__``:
 the cells that do not parse; ``__grader_futures__``; ``__grader_graded__``: the classes this module
 must define). It has no effect when this file is imported.
 """
@@ -16,6 +17,7 @@ def __grader_run__(ns):
     seaborn`` costs nothing unless graded code needs it. A graded class that ends up missing reports
     the failure of the cell that defined it (or that cell's syntax error)."""
     import ast
+    import gc
     import linecache
     import os
     import sys
@@ -39,21 +41,49 @@ def __grader_run__(ns):
         def __repr__(self):
             return "<not importable: %s>" % object.__getattribute__(self, "_grader_error")
 
+    collect = gc.isenabled()
+
+    def quiet(function, *args):  # parsing and compiling make many objects, no cycles: no collector passes
+        gc.disable()
+        try:
+            return function(*args)
+        finally:
+            if collect:
+                gc.enable()
+
+    def run(nodes, number, filename, defines):
+        try:
+            exec(quiet(compile, ast.Module(nodes, []), filename, "exec", flags, True), ns)
+            return
+        except Exception as exc:
+            if len(nodes) > 1:  # a batch of constants: run them one by one to find the failing one
+                for node in nodes:
+                    run([node], number, filename, defines)
+                return
+            failures.append((number, nodes[0].lineno, defines, exc))
+            node = nodes[0]
+            if isinstance(exc, ImportError) and isinstance(node, (ast.Import, ast.ImportFrom)):
+                error = "%s (imported in cell %d, line %d)" % (exc, number, node.lineno)
+                for alias in node.names:
+                    bound = alias.asname or alias.name.partition(".")[0]
+                    if alias.name != "*" and bound not in ns:
+                        ns[bound] = Unavailable(error)
+
     failures = []
-    for number, text, defines in cells:
+    for number, text, defines, plain in cells:
         filename = os.path.join(here, "cell %d" % number)
         linecache.cache[filename] = (len(text), None, [line + "\n" for line in text.split("\n")], filename)
-        for node in ast.parse(text, filename).body:
-            try:
-                exec(compile(ast.Module([node], []), filename, "exec", flags, True), ns)
-            except Exception as exc:
-                failures.append((number, node.lineno, defines, exc))
-                if isinstance(exc, ImportError) and isinstance(node, (ast.Import, ast.ImportFrom)):
-                    error = "%s (imported in cell %d, line %d)" % (exc, number, node.lineno)
-                    for alias in node.names:
-                        bound = alias.asname or alias.name.partition(".")[0]
-                        if alias.name != "*" and bound not in ns:
-                            ns[bound] = Unavailable(error)
+        plain, batch = set(plain), []
+        for node in quiet(ast.parse, text, filename).body:
+            if node.lineno in plain:  # constants have no effects: compiled together, they cost one compile
+                batch.append(node)
+                continue
+            if batch:
+                run(batch, number, filename, defines)
+                batch = []
+            run([node], number, filename, defines)
+        if batch:
+            run(batch, number, filename, defines)
     missing = {name for name in graded if not isinstance(ns.get(name), type)}
     causes = [(f[0], f[3]) for f in failures if missing.intersection(f[2])]
     for number, label, (msg, line, col, text), names in broken:
