@@ -255,7 +255,7 @@ def test_syntax_error_in_the_cell_that_defines_a_graded_class_names_the_cell(tmp
     assert info["type"] == "SyntaxError" and info["where"] == f"cell 3, line {line}", info
     assert "cell 3 ('\"\"\"The layers of a multilayer perceptron" in info["message"] and "does not parse" in info["message"]
     assert hasattr(nb.module("logistic_regression"), "LogisticRegression")  # the other module is unaffected
-    assert any("Linear, LogSoftmax, NLLLoss, ReLU is defined only there" in n for n in nb.notes)
+    assert any("Linear, LogSoftmax, NLLLoss, ReLU are defined only there" in n for n in nb.notes)
 
 
 def test_traceback_of_a_method_maps_to_the_cell_and_its_line(tmp_path):
@@ -380,9 +380,31 @@ def _saved_notebook(path: Path, megabytes: int) -> Path:
     return path
 
 
+def test_unparseable_graded_cell_is_named_in_the_result_not_a_synthetic_line(tmp_path):
+    broken = SOLUTION["layers.py"].replace("    def __init__(self) -> None:\n        self._X = None",
+                                           "    def __init__(self) -> None\n        self._X = None")
+    line = broken.splitlines().index("    def __init__(self) -> None") + 1
+    r = _grade(write(tmp_path, md("# hw"), code("%matplotlib inline\nimport numpy as np"), code(broken),
+                     code(SOLUTION["logistic_regression.py"])))
+    assert r.status == "error" and f"cell 3 ('\"\"\"The layers" in r.reason and "does not parse" in r.reason, r.reason
+    layers = [t for t in r.tests if t.component in ("Linear", "ReLU", "LogSoftmax", "NLLLoss")]
+    assert layers and all(t.score == 0 and f"at cell 3, line {line}" in t.output for t in layers)
+    assert all("layers.py, line" not in t.output for t in r.tests)
+    comps = r.component_scores()
+    assert comps["LogisticRegression"][0] == comps["LogisticRegression"][1] > 0  # its own cell is graded
+
+
 def test_notebook_with_magics_outputs_and_matplotlib_gets_full_marks(tmp_path):
     r = _grade(_saved_notebook(tmp_path / "plots.ipynb", 8))
     assert r.status == "ok" and r.score == r.max_score, [(t.name, t.output) for t in r.tests if not t.passed]
+
+
+@pytest.mark.xfail(reason="needs sandbox branch: matplotlib is not importable in the worker yet", strict=False)
+def test_matplotlib_really_imports_in_the_worker(tmp_path):
+    """The notebook above gets full marks either way (a failed import binds a stand-in); this checks
+    that the setup cell's ``import matplotlib.pyplot as plt`` itself succeeded in the sandbox."""
+    r = _grade(_saved_notebook(tmp_path / "plots.ipynb", 1))
+    assert r.score == r.max_score and "matplotlib" not in r.student_output, r.student_output
 
 
 def test_hundred_megabyte_notebook_is_graded_without_decoding_its_outputs(tmp_path):

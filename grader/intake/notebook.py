@@ -562,9 +562,9 @@ def _broken_notes(cells: list[Cell], defined: set[str], untagged: list) -> list[
         text = f"{c.label} does not parse ({msg}, at its line {line}), so it was not used (Jupyter could not run it either)"
         lost = [n for n in names if n not in defined]
         if lost:
-            text += f"; {', '.join(lost)} is defined only there, so it cannot be graded"
+            text += f"; {', '.join(lost)} {'is' if len(lost) == 1 else 'are'} defined only there, so not graded"
         elif names:
-            text += f"; {', '.join(names)} from another cell was graded instead"
+            text += f"; {', '.join(names)} from another cell {'was' if len(names) == 1 else 'were'} graded instead"
         notes.append(text)
     for c in cells:
         if c.tree is not None:
