@@ -161,17 +161,34 @@ def test_top_level_actions_are_dropped_and_constants_kept(tmp_path):
     assert any("not run (cells 1)" in n for n in nb.notes)
 
 
-def test_assignment_read_by_kept_code_is_kept_and_unread_one_is_not(tmp_path):
+def test_assignment_the_graded_classes_read_is_kept_and_others_are_not(tmp_path):
     nb = Loaded(tmp_path,
                 code("import numpy as np\nTINY = np.finfo(np.float64).tiny\nSCALE = np.sqrt(2.0)\nUNUSED = np.ones(10**3)\n"
-                     "rng = np.random.default_rng(0)\n"),
+                     "rng = np.random.default_rng(0)\nhist = train_for_an_hour()\n"),
                 code("def stable_log(x):\n    return np.log(np.maximum(x, TINY))\n\n"
-                     "class Init:\n    gain = SCALE\n    def draw(self, n):\n        return rng.standard_normal(n)\n"))
+                     "def plot_history():\n    return hist.loss\n\n"
+                     "class Linear:\n    gain = SCALE\n    def draw(self, n):\n        return rng.standard_normal(n)\n"
+                     "    def forward(self, x):\n        return stable_log(x)\n"))
     m = nb.module()
-    assert m.stable_log(0.0) == np.log(np.finfo(np.float64).tiny) and m.Init.gain == np.sqrt(2.0)
-    assert m.Init().draw(3).shape == (3,)
-    assert not hasattr(m, "UNUSED")  # negative control: nothing reads it
+    assert m.Linear().forward(0.0) == np.log(np.finfo(np.float64).tiny) and m.Linear.gain == np.sqrt(2.0)
+    assert m.Linear().draw(3).shape == (3,)
+    assert not hasattr(m, "UNUSED") and not hasattr(m, "hist")  # negative controls: no graded code reads them
+    assert "train_for_an_hour" not in nb.kept_code()
     assert any("TINY" in n and "SCALE" in n and "rng" in n for n in nb.notes)
+
+
+def test_methods_attached_to_a_class_later(tmp_path):
+    linear = SOLUTION["layers.py"].split("class ReLU")[0]
+    body = linear.split("    def forward", 1)[1].split("    def backward", 1)[0]
+    assert "return X @ self.W + self.b" in body
+    stub = linear.replace("    def forward" + body, "")
+    nb = Loaded(tmp_path, code(stub),
+                code("OFFSET = 0.0\n\ndef linear_forward(self, X):\n    self._X = X\n    return X @ self.W + self.b + OFFSET\n\n"
+                     "Linear.forward = linear_forward\n"),
+                code("def add_to_class(cls):\n    def wrap(f):\n        setattr(cls, f.__name__, f)\n        return f\n"
+                     "    return wrap\n\n@add_to_class(Linear)\ndef describe(self):\n    return NAME\n\nNAME = str('linear')\n"))
+    lin = nb.module().Linear(2, 3, rng=0)
+    assert lin.forward(np.ones((1, 2))).shape == (1, 3) and lin.describe() == "linear"
 
 
 def test_try_import_blocks_are_kept(tmp_path):
@@ -425,3 +442,12 @@ def test_ten_thousand_constants_notebook_is_graded_end_to_end(tmp_path):
                           name="consts"))
     assert consts.status == "ok" and consts.score == consts.max_score == plain.score
     assert consts.execution_time() - plain.execution_time() < 5.0, (consts.timings, plain.timings)
+
+
+def test_cells_run_out_of_order_as_the_student_did(tmp_path):
+    """A class whose body needs a name that a later cell defines fails in a top-to-bottom run; the student
+    ran the later cell first. It is run once more after all cells, as re-running the cell would."""
+    nb = Loaded(tmp_path, code("import numpy as np\n"),
+                code("class ReLU(Base):\n    def forward(self, X):\n        return np.maximum(X, 0)\n"),
+                code("class Base:\n    pass\n"))
+    assert nb.module().ReLU().forward(np.array([-1.0, 1.0])).tolist() == [0.0, 1.0]

@@ -60,8 +60,8 @@ def __grader_run__(ns):
                 for node in nodes:
                     run([node], number, filename, defines)
                 return
-            failures.append((number, nodes[0].lineno, defines, exc))
             node = nodes[0]
+            failures.append((number, node.lineno, defines, exc, node, filename))
             if isinstance(exc, ImportError) and isinstance(node, (ast.Import, ast.ImportFrom)):
                 error = "%s (imported in cell %d, line %d)" % (exc, number, node.lineno)
                 for alias in node.names:
@@ -84,6 +84,12 @@ def __grader_run__(ns):
             run([node], number, filename, defines)
         if batch:
             run(batch, number, filename, defines)
+    # Run out of order in the notebook (a class that uses a name a later cell defines): as a student who
+    # re-ran the cell, statements that failed on a missing name run once more, now that every cell ran.
+    retry = [f for f in failures if isinstance(f[3], NameError)]
+    failures[:] = [f for f in failures if not isinstance(f[3], NameError)]
+    for number, _, defines, _, node, filename in retry:
+        run([node], number, filename, defines)
     missing = {name for name in graded if not isinstance(ns.get(name), type)}
     causes = [(f[0], f[3]) for f in failures if missing.intersection(f[2])]
     for number, label, (msg, line, col, text), names in broken:
@@ -92,5 +98,5 @@ def __grader_run__(ns):
             causes.append((number, SyntaxError("%s does not parse: %s" % (label, msg), where)))
     if causes:
         raise min(causes, key=lambda c: c[0])[1]
-    for number, line, _, exc in failures:
+    for number, line, _, exc, _, _ in failures:
         sys.stderr.write("grader: cell %d, line %d: %s: %s\n" % (number, line, type(exc).__name__, exc))
