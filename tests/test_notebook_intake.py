@@ -451,3 +451,9 @@ def test_cells_run_out_of_order_as_the_student_did(tmp_path):
                 code("class ReLU(Base):\n    def forward(self, X):\n        return np.maximum(X, 0)\n"),
                 code("class Base:\n    pass\n"))
     assert nb.module().ReLU().forward(np.array([-1.0, 1.0])).tolist() == [0.0, 1.0]
+
+
+def test_cell_label_is_its_first_line_as_the_student_sees_it():
+    raw = notebook(code("%matplotlib inline\nimport numpy as np\nx = (\n"))
+    notes = "\n".join(reduce_notebook(raw, "n.ipynb").notes)
+    assert "cell 1 ('%matplotlib inline') does not parse" in notes and "at its line 3" in notes

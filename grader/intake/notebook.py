@@ -149,7 +149,7 @@ def _reduce_notebook(raw: bytes, name: str) -> Reduced:
         if size > MAX_CODE_BYTES:
             raise NotebookError(f"{name}: its code cells hold more than {MAX_CODE_BYTES} characters of code, over the "
                                 "limit (outputs and markdown do not count)")
-        cells.append(Cell(n, src))
+        cells.append(Cell(n, src, original=src))
     for cell in cells:
         magic = _CELL_MAGIC.match(cell.source)
         if magic and magic.group(1) not in PYTHON_CELL_MAGICS:
@@ -175,7 +175,7 @@ def _reduce_notebook(raw: bytes, name: str) -> Reduced:
     defined = set().union(*(c.bound() for c in parsed))
     deps = _keep_dependencies(parsed, defined, own)
     for c in parsed:
-        c._bound = None
+        c.names = None
     if deps:
         texts = {c.number: cell_text(c) for c in parsed if c.kept}
         notes.append("kept because the code reads them: " + ", ".join(deps[:8]) + (" ..." if len(deps) > 8 else ""))

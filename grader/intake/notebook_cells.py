@@ -33,23 +33,24 @@ class Cell:
     lines: list[str] = field(default_factory=list)
     tree: ast.Module | None = None
     error: tuple[str, int, int, str] | None = None  #: why it does not parse: message, line, column, text
-    kept: dict[int, str] = field(default_factory=dict)      #: index in tree.body -> "hard" / "soft"
+    kept: dict[int, str] = field(default_factory=dict)  #: index in tree.body -> "hard", "constant" or "soft"
     replaced: dict[int, ast.ImportFrom] = field(default_factory=dict)  #: index -> filtered import
     futures: int = 0
     dropped: int = 0
-    _bound: set[str] | None = None  #: cached once the kept statements are final
+    original: str = ""                 #: the source as the student sees it (labels name its first line)
+    names: set[str] | None = None      #: what the kept statements bind (cached once they are final)
 
     def node(self, i: int) -> ast.stmt:
         return self.replaced.get(i) or self.tree.body[i]
 
     def bound(self) -> set[str]:
-        if self._bound is None:
-            self._bound = {n for i in self.kept for n in _bound(self.node(i))}
-        return self._bound
+        if self.names is None:
+            self.names = {n for i in self.kept for n in _bound(self.node(i))}
+        return self.names
 
     @property
     def first_line(self) -> str:
-        return _shown(next((ln for ln in self.source.split("\n") if ln.strip()), ""), 60)
+        return _shown(next((ln for ln in (self.original or self.source).split("\n") if ln.strip()), ""), 60)
 
     @property
     def label(self) -> str:
