@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import notebook_runner  # imported (it defines nothing at import) so that every copy of the grader ships it
 from .notebook_cells import (_CELL_MAGIC, GRADED, PYTHON_CELL_MAGICS, STUDENT_NAMES, Cell, _bound, _filter_assignment_import,
                              _parse, _reduce, _shown, cell_text)
 from .notebook_deps import _keep_attachments, _keep_dependencies
@@ -245,4 +246,4 @@ def read_notebook(path: Path) -> tuple[dict[str, str], list[str]]:
     return notebook_modules(raw, path.name)
 
 
-RUNNER = (Path(__file__).with_name("notebook_runner.py")).read_text(encoding="utf-8").split("# --- runner ---\n", 1)[1]
+RUNNER = Path(notebook_runner.__file__).read_text(encoding="utf-8").split("# --- runner ---\n", 1)[1]
