@@ -30,7 +30,7 @@ from .notebook_cells import (_CELL_MAGIC, GRADED, PYTHON_CELL_MAGICS, STUDENT_NA
 from .notebook_deps import _keep_attachments, _keep_dependencies
 
 MAX_NOTEBOOK_BYTES = 256 << 20   #: the file, outputs included: read once, outputs dropped while parsing
-MAX_CODE_BYTES = 1 << 20         #: the source of the code cells used (two .py files' worth)
+MAX_CODE_BYTES = 512 << 10       #: the source of the code cells used (a .py file may hold as much)
 MAX_CODE_CELLS = 10_000
 MAX_MODULE_BYTES = 1 << 20       #: the reduced module written for grading
 _CLASS_LINE = re.compile(r"^[ \t]*class[ \t]+(\w+)", re.M)
@@ -105,7 +105,7 @@ class Reduced:
         for c in self.cells:
             if c.number in self.texts:
                 defines = sorted(c.bound() & STUDENT_NAMES)
-                plain = sorted(c.tree.body[i].lineno for i, kind in c.kept.items() if kind == "constant")
+                plain = sorted(c.tree.body[i].lineno for i, kind in c.kept.items() if kind == "pure")
                 entries.append((c.number, self.texts[c.number], tuple(defines), tuple(plain)))
         broken = [(c.number, c.label, c.error, tuple(sorted(set(_CLASS_LINE.findall(c.source)) & STUDENT_NAMES)))
                   for c in self.cells if c.error]
@@ -240,7 +240,7 @@ def read_notebook(path: Path) -> tuple[dict[str, str], list[str]]:
         if size > MAX_NOTEBOOK_BYTES:
             raise NotebookError(f"{_shown(path.name, 200)} is {size} bytes, over the limit of {MAX_NOTEBOOK_BYTES}")
         with open(path, "rb") as fh:
-            raw = fh.read(MAX_NOTEBOOK_BYTES + 1)
+            raw = fh.read(size + 1)  # not MAX_NOTEBOOK_BYTES: read(n) reserves n bytes up front
     except OSError as exc:
         raise NotebookError(f"{_shown(path.name, 200)} could not be read ({exc.strerror or exc})") from None
     return notebook_modules(raw, path.name)

@@ -33,7 +33,7 @@ class Cell:
     lines: list[str] = field(default_factory=list)
     tree: ast.Module | None = None
     error: tuple[str, int, int, str] | None = None  #: why it does not parse: message, line, column, text
-    kept: dict[int, str] = field(default_factory=dict)  #: index in tree.body -> "hard", "constant" or "soft"
+    kept: dict[int, str] = field(default_factory=dict)  #: index in tree.body -> "hard", "pure" or "soft"
     replaced: dict[int, ast.ImportFrom] = field(default_factory=dict)  #: index -> filtered import
     futures: int = 0
     dropped: int = 0
@@ -139,12 +139,21 @@ def _is_grader(node: ast.stmt) -> bool:
 
 
 def _classify(node: ast.stmt, modules: frozenset) -> str | None:
-    """``hard``, ``constant`` or ``soft`` when a top-level statement is kept on its own merits, else None."""
+    """Why a top-level statement is kept on its own merits (else None): ``pure`` when running it has no
+    effect but binding a name (a constant, a ``def`` without decorators or computed defaults), so that
+    the module may compile many together; ``hard`` for other definitions and imports; ``soft`` for a
+    ``try`` block of imports."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.decorator_list:
+        defaults = node.args.defaults + [d for d in node.args.kw_defaults if d is not None]
+        try:
+            return "pure" if all(_constant(d, modules) for d in defaults) else "hard"
+        except RecursionError:
+            return "hard"
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
         return "hard"
     if _targets(node) is not None:
         try:
-            return "constant" if _constant(node.value, modules) else None
+            return "pure" if _constant(node.value, modules) else None
         except RecursionError:  # nested too deep to inspect: not a plain constant
             return None
     if isinstance(node, ast.Try) and not node.finalbody:

@@ -2,7 +2,7 @@
 
 Everything after the marker line is copied into the module, after the data it reads
 (``__grader_cells__``: cell number, kept code, the graded names the cell defines, the lines of its
-constant assignments; ``__grader_broken__``:
+statements that only bind a name (constants, plain ``def``); ``__grader_broken__``:
 the cells that do not parse; ``__grader_futures__``; ``__grader_graded__``: the classes this module
 must define). It has no effect when this file is imported.
 """
@@ -56,7 +56,7 @@ def __grader_run__(ns):
             exec(quiet(compile, ast.Module(nodes, []), filename, "exec", flags, True), ns)
             return
         except Exception as exc:
-            if len(nodes) > 1:  # a batch of constants: run them one by one to find the failing one
+            if len(nodes) > 1:  # a batch of pure statements: run them one by one to find the failing one
                 for node in nodes:
                     run([node], number, filename, defines)
                 return
@@ -75,7 +75,7 @@ def __grader_run__(ns):
         linecache.cache[filename] = (len(text), None, [line + "\n" for line in text.split("\n")], filename)
         plain, batch = set(plain), []
         for node in quiet(ast.parse, text, filename).body:
-            if node.lineno in plain:  # constants have no effects: compiled together, they cost one compile
+            if node.lineno in plain:  # no effects but binding: compiled together, they cost one compile
                 batch.append(node)
                 continue
             if batch:
