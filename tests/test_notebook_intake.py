@@ -457,3 +457,30 @@ def test_cell_label_is_its_first_line_as_the_student_sees_it():
     raw = notebook(code("%matplotlib inline\nimport numpy as np\nx = (\n"))
     notes = "\n".join(reduce_notebook(raw, "n.ipynb").notes)
     assert "cell 1 ('%matplotlib inline') does not parse" in notes and "at its line 3" in notes
+
+
+def test_json_of_millions_of_tiny_values_is_rejected_by_the_bounded_reader(tmp_path):
+    """No parser hook can bound ``[[],[],...]`` (50 times its size in memory): a big file is parsed in a
+    helper process under a memory limit; this process stays small and the notebook is rejected."""
+    import resource
+
+    path = tmp_path / "values.ipynb"
+    with open(path, "wb") as fh:
+        fh.write(b'{"nbformat": 4, "metadata": {"x": [')
+        for _ in range(25):
+            fh.write(b"[]," * 1_000_000)
+        fh.write(b'[]]}, "cells": []}')
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(IntakeError, match="too many values"):
+        prepare(Submission("values", path, "ipynb"), tmp_path / "s")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KB: under 200 MB more
+
+
+def test_big_notebook_read_by_the_helper_process_keeps_tags_and_sources(tmp_path):
+    plot = _png_output(1 << 20)
+    path = write(tmp_path, code("import numpy as np\n"), code(LINEAR_ONLY, tags=["solution"], outputs=[plot] * 10),
+                 code("class ReLU:\n    pass\n", outputs=[plot]))
+    assert path.stat().st_size > 10e6  # over IN_PROCESS_BYTES: read by the helper
+    nb = prepare(Submission("big", path, "ipynb"), tmp_path / "s")
+    text = (nb.package_dir / "layers.py").read_text()
+    assert "1 code cell(s) tagged 'solution'" in nb.notes[0] and "class Linear" in text and "class ReLU" not in text

@@ -1,8 +1,9 @@
 """A notebook submission: the code its cells define, as the two student modules (CONTRACT.md section 2).
 
 Reading is bounded by what is graded, not by what the notebook stores: outputs (plots, embedded
-images) are dropped while the JSON is parsed, never decoded, and the limits apply to the code of the
-cells used. Every step is linear in that code.
+images) are dropped while the JSON is parsed, never decoded (a file over 8 MB is parsed in a helper
+process under a memory limit, see notebook_json.py), and the limits apply to the code of the cells
+used. Every step is linear in that code.
 
 The reduction keeps, from each cell used (the ``solution``-tagged ones, or all code cells): imports
 (but not of the grader itself), ``def`` and ``class`` statements with their decorators, constant
@@ -20,11 +21,16 @@ from __future__ import annotations
 import ast
 import gc
 import json
+import os
 import re
+import stat
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import notebook_runner  # imported (it defines nothing at import) so that every copy of the grader ships it
+from . import notebook_json, notebook_runner  # both imported so that every copy of the grader ships them
+from .notebook_json import IN_PROCESS_BYTES, cells_of, slim
 from .notebook_cells import (_CELL_MAGIC, GRADED, PYTHON_CELL_MAGICS, STUDENT_NAMES, Cell, _bound, _filter_assignment_import,
                              _parse, _reduce, _shown, cell_text)
 from .notebook_deps import _keep_attachments, _keep_dependencies
@@ -32,6 +38,7 @@ from .notebook_deps import _keep_attachments, _keep_dependencies
 MAX_NOTEBOOK_BYTES = 256 << 20   #: the file, outputs included: read once, outputs dropped while parsing
 MAX_CODE_BYTES = 512 << 10       #: the source of the code cells used (a .py file may hold as much)
 MAX_CODE_CELLS = 10_000
+READ_TIMEOUT_S = 60
 MAX_MODULE_BYTES = 1 << 20       #: the reduced module written for grading
 _CLASS_LINE = re.compile(r"^[ \t]*class[ \t]+(\w+)", re.M)
 
@@ -42,33 +49,32 @@ class NotebookError(ValueError):
 
 # --- reading ---------------------------------------------------------------------------------------
 
-def _drop_outputs(pairs: list) -> dict:
-    """``object_pairs_hook``: an output is dropped as soon as it is parsed, so at most one is held."""
-    if any(k == "output_type" for k, _ in pairs):
-        return {}
-    return {k: v for k, v in pairs if k not in ("outputs", "attachments")}
-
-
 def load_cells(raw: bytes, name: str) -> list[dict]:
-    """The notebook's cells (code and others), without outputs."""
+    """The notebook's cells (code and others), without outputs, parsed in this process."""
     if len(raw) > MAX_NOTEBOOK_BYTES:
         raise NotebookError(f"{name} is {len(raw)} bytes, over the limit of {MAX_NOTEBOOK_BYTES}")
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
     try:
-        nb = json.loads(raw, object_pairs_hook=_drop_outputs)
-    except UnicodeDecodeError:
-        raise NotebookError(f"{name} is not UTF-8 text, so it is not a notebook") from None
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        return slim(cells_of(raw), MAX_CODE_BYTES)
+    except ValueError as exc:  # JSONDecodeError is one
         raise NotebookError(f"{name} is not a valid Jupyter notebook: {_shown(str(exc), 200)}") from None
-    if isinstance(nb, dict) and isinstance(nb.get("worksheets"), list):  # nbformat 3
-        sheets = [w for w in nb["worksheets"] if isinstance(w, dict)]
-        cells = [c for w in sheets for c in (w.get("cells") if isinstance(w.get("cells"), list) else [])]
-    elif isinstance(nb, dict) and isinstance(nb.get("cells"), list):
-        cells = nb["cells"]
-    else:
-        raise NotebookError(f"{name} is not a valid Jupyter notebook: it has no list of cells")
-    return [c if isinstance(c, dict) else {} for c in cells]
+
+
+def _load_cells_bounded(fd: int, size: int, name: str) -> list[dict]:
+    """A big notebook is parsed in a helper process with an address-space limit and a timeout; it reads
+    the file this process opened and checked (``size`` bytes at most), not a path that could change."""
+    memory = min(4 * size + (512 << 20), 3 << 30)  # plots need about twice their size, printed lines more
+    cmd = [sys.executable, "-I", "-S", notebook_json.__file__, str(fd), str(size), str(MAX_CODE_BYTES), str(memory)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=READ_TIMEOUT_S, stdin=subprocess.DEVNULL,
+                              pass_fds=(fd,))
+        reply = json.loads(done.stdout) if done.returncode == 0 else {"error": f"the reader stopped ({done.returncode})"}
+    except subprocess.TimeoutExpired:
+        reply = {"error": f"reading it took more than {READ_TIMEOUT_S} s"}
+    except ValueError:
+        reply = {"error": "the reader's reply was not readable"}
+    if "error" in reply:
+        raise NotebookError(f"{name} is not a valid Jupyter notebook: {_shown(str(reply['error']), 300)}")
+    return reply["cells"]
 
 
 def _source(cell: dict) -> str | None:
@@ -119,8 +125,9 @@ class Reduced:
                 "__grader_run__(globals())\ndel __grader_run__\n")
 
 
-def reduce_notebook(raw: bytes, name: str) -> Reduced:
-    """Parse and reduce a notebook's code cells; raises :class:`NotebookError` if it cannot be graded."""
+def reduce_notebook(raw: bytes | list[dict], name: str) -> Reduced:
+    """Parse and reduce a notebook's code cells (from its bytes, or its cells as read by
+    :func:`load_cells`); raises :class:`NotebookError` if it cannot be graded."""
     enabled = gc.isenabled()
     gc.disable()  # the trees hold no cycles; the collector running over them doubles the time of a big cell
     try:
@@ -130,9 +137,9 @@ def reduce_notebook(raw: bytes, name: str) -> Reduced:
             gc.enable()
 
 
-def _reduce_notebook(raw: bytes, name: str) -> Reduced:
+def _reduce_notebook(raw: bytes | list[dict], name: str) -> Reduced:
     name = _shown(name, 200)
-    all_cells = load_cells(raw, name)
+    all_cells = raw if isinstance(raw, list) else load_cells(raw, name)
     code = [(n, c) for n, c in enumerate(all_cells, 1) if c.get("cell_type") == "code"]
     tagged = [(n, c) for n, c in code if "solution" in _tags(c)]
     used = tagged or code
@@ -217,7 +224,7 @@ def _broken_notes(cells: list[Cell], defined: set[str], untagged: list) -> list[
     return notes
 
 
-def notebook_modules(raw: bytes, name: str) -> tuple[dict[str, str], list[str]]:
+def notebook_modules(raw: bytes | list[dict], name: str) -> tuple[dict[str, str], list[str]]:
     """``{"layers.py": source, "logistic_regression.py": source}`` and notes for the feedback."""
     reduced = reduce_notebook(raw, name)
     files = {f: reduced.module(f, _shown(name, 200)) for f in GRADED}
@@ -235,15 +242,21 @@ def notebook_source(raw: bytes, name: str) -> tuple[str, list[str]]:
 
 
 def read_notebook(path: Path) -> tuple[dict[str, str], list[str]]:
-    try:  # size first, and a bounded read: a huge (or sparse) file must not be loaded into memory
-        size = path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            raise NotebookError(f"{_shown(path.name, 200)} is {size} bytes, over the limit of {MAX_NOTEBOOK_BYTES}")
+    name = _shown(path.name, 200)
+    try:  # size first, of what was opened, and a bounded read: a huge (or sparse) file is not loaded
         with open(path, "rb") as fh:
-            raw = fh.read(size + 1)  # not MAX_NOTEBOOK_BYTES: read(n) reserves n bytes up front
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise NotebookError(f"{name} is not a regular file")
+            if st.st_size > MAX_NOTEBOOK_BYTES:
+                raise NotebookError(f"{name} is {st.st_size} bytes, over the limit of {MAX_NOTEBOOK_BYTES}")
+            if st.st_size > IN_PROCESS_BYTES:
+                cells = _load_cells_bounded(fh.fileno(), st.st_size, name)
+            else:
+                cells = load_cells(fh.read(st.st_size + 1), name)  # not read(MAX): that reserves MAX bytes
     except OSError as exc:
-        raise NotebookError(f"{_shown(path.name, 200)} could not be read ({exc.strerror or exc})") from None
-    return notebook_modules(raw, path.name)
+        raise NotebookError(f"{name} could not be read ({exc.strerror or exc})") from None
+    return notebook_modules(cells, path.name)
 
 
 RUNNER = Path(notebook_runner.__file__).read_text(encoding="utf-8").split("# --- runner ---\n", 1)[1]
