@@ -130,6 +130,8 @@ def test_notebook_that_is_not_json(tmp_path):
 
 
 def test_discover_folder_ids_duplicates_and_empty(tmp_path):
+    # Issue 16 changed this test deliberately: ids are exact (no more "we_ird_name"), and what is not a
+    # submission (notes.txt, an empty folder) is a rejected entry instead of a skipped one.
     root = tmp_path / "class"
     make_submission(root / "alice")
     (root / "alice.zip").write_bytes(b"x")
@@ -137,8 +139,11 @@ def test_discover_folder_ids_duplicates_and_empty(tmp_path):
     (root / "notes.txt").write_text("x")
     (root / "we ird=name").mkdir()
     subs, warnings = discover(root)
-    ids = [s.student for s in subs]
-    assert "bob" in ids and "alice" in ids and "alice.zip" in ids and "we_ird_name" in ids
+    by_id = {s.student: s for s in subs}
+    assert sorted(by_id) == ["alice", "alice.zip", "bob", "notes", "we ird=name"]
+    assert by_id["notes"].kind == "rejected" and "notes.txt is a file of another type (.txt)" in by_id["notes"].note
+    assert by_id["we ird=name"].kind == "rejected" and "empty folder" in by_id["we ird=name"].note
+    assert by_id["alice"].kind == "dir" and by_id["alice.zip"].kind == "zip"
     assert any("duplicate student id 'alice'" in w for w in warnings)
     assert any("notes.txt" in w for w in warnings)
     (tmp_path / "empty").mkdir()

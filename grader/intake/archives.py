@@ -116,11 +116,11 @@ def _zip_kind(info: zipfile.ZipInfo) -> str:
     mode = info.external_attr >> 16
     if info.is_dir():
         return "dir"
-    if info.create_system == 3 and mode:
-        if stat.S_ISLNK(mode):
-            return "link"
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            return "special"
+    fmt = stat.S_IFMT(mode) if info.create_system == 3 else 0
+    if fmt == stat.S_IFLNK:
+        return "link"
+    if fmt and fmt not in (stat.S_IFREG, stat.S_IFDIR):  # no type bits at all (Python's writestr): a file
+        return "special"
     return "file"
 
 
