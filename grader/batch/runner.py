@@ -242,7 +242,8 @@ def reconcile(found, matched: Match, rows: list[SubmissionResult]) -> dict:
     rec = found.reconciliation()
     missing = sum(r.status == "missing" for r in rows)
     rec.update(rows_written=len(rows), missing_from_roster=missing, unmatched=list(matched.unmatched),
-               roster_students=matched.rows)
+               roster_students=matched.rows, rejected=sum(r.status == "rejected" for r in rows),
+               status={s: sum(r.status == s for r in rows) for s in sorted({r.status for r in rows})})
     rec["balanced"] = rec["balanced"] and rec["rows_written"] == rec["submissions"] + missing
     return rec
 
