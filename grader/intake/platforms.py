@@ -117,13 +117,13 @@ def canvas(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
             out.append(_plain(e))
             continue
         groups.setdefault((m["name"], m["uid"]), []).append((m["file"], e, m))
-    for (name, uid), files in sorted(groups.items()):
+    for i, ((name, uid), files) in enumerate(sorted(groups.items())):
         late = any(m["late"] for _, _, m in files)
         subs = sorted({m["sub"] for _, _, m in files if m["sub"]})
         meta = {"layout": "canvas", "lms_id": uid, "late": late, "alt_id": f"{name} ({uid})"}
         if subs:
             meta["submission_id"] = subs[-1]
-        out.append(_group(student_id(name), [(f, p) for f, p, _ in files], staging, uid, "canvas", meta))
+        out.append(_group(student_id(name), [(f, p) for f, p, _ in files], staging, f"{i:05d}-{uid}", "canvas", meta))
     return out
 
 
@@ -136,7 +136,7 @@ def moodle(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
             out.append(_plain(e))
             continue
         groups.setdefault((m["name"], m["pid"]), []).append((m, e))
-    for (name, pid), parts in sorted(groups.items()):
+    for i, ((name, pid), parts) in enumerate(sorted(groups.items())):
         meta = {"layout": "moodle", "lms_id": pid, "late": None, "alt_id": f"{name} ({pid})"}
         sid = student_id(name)
         dirs = [e for m, e in parts if e.is_dir() and m["plugin"] == "file"]
@@ -149,7 +149,7 @@ def moodle(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
             out.append(Submission(sid, path, "rejected" if reason else kind, note=reason,
                                   meta={**meta, "entries": entries_, "source": dirs[0].name}))
         elif flat:
-            s = _group(sid, flat, staging, pid, "moodle", meta)
+            s = _group(sid, flat, staging, f"{i:05d}-{pid}", "moodle", meta)
             out.append(Submission(s.student, s.path, s.kind, s.note, meta={**s.meta, "entries": entries_}))
         else:
             out.append(Submission(sid, parts[0][1], "rejected", meta={**meta, "entries": entries_},
@@ -164,7 +164,10 @@ def _gradescope_meta(root: Path) -> dict:
     path = root / GRADESCOPE_META
     if path.stat().st_size > MAX_METADATA_BYTES:
         raise ValueError(f"{GRADESCOPE_META} is over {MAX_METADATA_BYTES} bytes")
-    data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{GRADESCOPE_META} is not readable YAML ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{GRADESCOPE_META} is not a mapping of submission folders")
     return data
@@ -185,7 +188,9 @@ def gradescope(root: Path, entries: list[Path], staging: Path) -> list[Submissio
     for folder, info in sorted(meta.items(), key=lambda kv: str(kv[0])):
         folder = str(folder)
         d = root / folder
-        submitters = _key(info, "submitters") or [{}]
+        submitters = _key(info, "submitters")
+        submitters = [x for x in submitters if isinstance(x, dict)] if isinstance(submitters, list) else []
+        submitters = submitters or [{}]
         lateness = next((v for k, v in (info or {}).items() if "late" in str(k).lower()), None)
         created = _key(info, "created_at")
         members = [str(_key(s, "sid") or _key(s, "email") or _key(s, "name") or folder) for s in submitters]
