@@ -198,3 +198,30 @@ def test_bad_gradescope_metadata_is_a_usage_error(tmp_path):
     root = _write(tmp_path / "gs", {"submission_metadata.yml": b"- just\n- a list\n",
                                     **{f"submission_1/{n}": b for n, b in SRC.items()}})
     assert main(["grade", str(root), "--out", str(tmp_path / "o"), "--no-mnist", "--quiet"]) == 2
+
+
+def test_roster_matching_rules(tmp_path):
+    from grader.intake import Submission
+    from grader.intake.roster import RosterSpec, load_roster, match
+    from grader.report.export import render_export
+    from grader.scoring import SubmissionResult
+
+    roster = tmp_path / "r.csv"
+    roster.write_text("login;full name;mail\nIvanov;Иван Иванов;ivan@x.org\nbob;Bob Stone;bob@x.org\n"
+                      "carol;Carol King;carol@x.org\n", encoding="utf-8")
+    rows = load_roster(RosterSpec(str(roster), name_col="Full Name", email_col="mail"))
+    assert rows[0] == {"id": "Ivanov", "name": "Иван Иванов", "email": "ivan@x.org", "lms_id": ""}
+    subs = [Submission("ivanov", tmp_path, "dir"),                      # id, case-insensitively
+            Submission("Иван  Иванов", tmp_path, "dir"),                # name, spacing ignored: a 2nd submission
+            Submission("S9", tmp_path, "dir", meta={"email": "BOB@x.org"}),  # email from Gradescope
+            Submission("bobby", tmp_path, "dir")]                       # negative control: no prefix matching
+    m = match(rows, subs)
+    assert m.matched["ivanov"]["id"] == m.matched["Иван  Иванов"]["id"] == "Ivanov"
+    assert m.matched["S9"]["id"] == "bob" and m.unmatched == ["bobby"]
+    assert [r["id"] for r in m.missing] == ["carol"]
+    assert any("has 2 submissions" in w for w in m.warnings)
+    with pytest.raises(Exception, match="no such column"):
+        load_roster(RosterSpec(str(roster), lms_col="canvas id"))
+    r = SubmissionResult("x", "ok")
+    r.intake = {"folder": "x"}  # nothing identifies it to Canvas or Moodle: left out, and said so
+    assert render_export("canvas", [r])[1] == ["x"] and render_export("moodle", [r])[1] == ["x"]
