@@ -191,6 +191,8 @@ def pytest_runtest_makereport(item, call):
 def materialize(batch: Path) -> None:
     """The hostile folder plus what only exists at test time: honest submissions, odd names, a FIFO."""
     shutil.copytree(HOSTILE, batch, symlinks=True)
+    for meta in batch.glob("*.expect.json"):  # the test's own metadata: every entry of a batch is a row
+        meta.unlink()
     for name, text in SHIPPED_AT_TEST_TIME.items():
         (batch / "ships_extra_files" / name).write_text(text)
     # Relative links point into the project from the fixture's real place; keep that target.

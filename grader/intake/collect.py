@@ -28,9 +28,10 @@ class Found:
     def reconciliation(self) -> dict:
         used = sorted({e for s in self.subs for e in s.meta.get("entries", [])})
         unaccounted = sorted(set(self.entries) - set(used) - set(self.ignored))
-        return {"layout": self.layout, "entries_found": len(self.entries), "ignored": list(self.ignored),
+        return {"layout": self.layout, "entries_found": len(self.entries), "ignored": [student_id(n) for n in self.ignored],
                 "entries_in_submissions": len(used), "submissions": len(self.subs),
-                "rejected": sum(s.kind == "rejected" for s in self.subs), "unaccounted": unaccounted,
+                "rejected": sum(s.kind == "rejected" for s in self.subs),
+                "unaccounted": [student_id(n) for n in unaccounted],
                 "balanced": not unaccounted}
 
 

@@ -48,7 +48,11 @@ class Submission:
 
     def record(self) -> dict:
         """What the row records about where the submission came from (results.json ``extra_data``)."""
-        return {"folder": self.folder, "source": self.meta.get("source", self.path.name), **self.meta}
+        rec = {"folder": self.folder, **self.meta}
+        rec["source"] = student_id(self.meta.get("source", self.path.name))  # a file name: shown safely
+        if "entries" in rec:
+            rec["entries"] = [student_id(e) for e in rec["entries"]]
+        return rec
 
 
 def _bad_char(c: str) -> bool:
@@ -106,6 +110,12 @@ def folder_name(student: str, taken: set[str]) -> str:
         n += 1
     taken.add(name.casefold())
     return name
+
+
+def safe_id(name: str) -> str:
+    """Kept for callers of the old API: a filesystem-safe name for ``name``. It is never an id any
+    more (it turned ``Иванов_Иван`` into ``student``): ids come from :func:`student_id`."""
+    return folder_name(student_id(name), set())
 
 
 def is_submission_dir(path: Path) -> bool:
