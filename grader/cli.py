@@ -95,9 +95,10 @@ def cmd_grade(args) -> int:
                         sandbox=not args.no_sandbox, mnist=not args.no_mnist)
     if not args.quiet:
         print(f"grader {__version__}: secret {origin}; writing to {out}", file=sys.stderr)
+    roster = _roster_spec(args)
     try:
         outcome = grade_batch(args.submissions, out, opts, jobs=args.jobs,
-                              progress=_progress_printer(not args.quiet))
+                              progress=_progress_printer(not args.quiet), layout=args.layout, roster=roster)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -108,6 +109,8 @@ def cmd_grade(args) -> int:
     for w in outcome.warnings:
         print(f"warning: {w}", file=sys.stderr)
     _emit(outcome.results, args.format, out)
+    _exports(outcome, args, out)
+    _print_reconciliation(outcome.record.get("reconciliation", {}))
     if not args.quiet:
         print(f"wrote {out / 'gradebook.csv'}, {out / 'summary.md'}, {out / 'run.json'} and one folder per "
               f"student ({len(outcome.results)} submissions, {outcome.skipped} already graded)", file=sys.stderr)
@@ -117,6 +120,39 @@ def cmd_grade(args) -> int:
             print(f"fail-under {args.fail_under:g}: {len(low)} submission(s) below", file=sys.stderr)
             return EXIT_FAIL_UNDER
     return EXIT_OK
+
+
+def _roster_spec(args):
+    from .intake.roster import RosterSpec
+
+    if not getattr(args, "roster", None):
+        return None
+    return RosterSpec(args.roster, args.roster_id, args.roster_name, args.roster_email, args.roster_lms_id)
+
+
+def _exports(outcome, args, out: Path) -> None:
+    from .report import write_atomic
+    from .report.export import FILES, render_export
+
+    for kind in dict.fromkeys(getattr(args, "export", None) or ()):
+        text, skipped = render_export(kind, outcome.results, assignment=args.export_assignment)
+        write_atomic(out / FILES[kind], text)
+        print(f"wrote {out / FILES[kind]} ({len(outcome.results) - len(skipped)} rows)", file=sys.stderr)
+        if skipped:
+            print(f"warning: {kind} export: {len(skipped)} row(s) left out, nothing identifies them to "
+                  f"{kind} (give --roster with --roster-lms-id): " + ", ".join(skipped[:10]), file=sys.stderr)
+
+
+def _print_reconciliation(rec: dict) -> None:
+    """Always printed, --quiet or not: entries found = rows written is the first thing to check."""
+    if not rec:
+        return
+    ignored = f", {len(rec['ignored'])} ignored ({', '.join(rec['ignored'][:5])})" if rec.get("ignored") else ""
+    missing = f" + {rec['missing_from_roster']} missing from the roster" if rec.get("missing_from_roster") else ""
+    ok = "every entry accounted for" if rec.get("balanced") else f"NOT BALANCED: {rec.get('unaccounted')}"
+    print(f"reconciliation ({rec.get('layout')}): {rec.get('entries_found')} entries found{ignored} -> "
+          f"{rec.get('submissions')} submissions ({rec.get('rejected')} rejected){missing} = "
+          f"{rec.get('rows_written')} rows written; {ok}", file=sys.stderr)
 
 
 def cmd_check(args) -> int:
@@ -168,6 +204,23 @@ def _add_grade_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
     p.add_argument("--no-sandbox", action="store_true", help="instructor-only debugging: run code in-process")
     p.add_argument("--force-unsafe", action="store_true", help="allow --no-sandbox")
     p.add_argument("--quiet", action="store_true", help="no progress or summary lines on stderr")
+    from .intake import LAYOUTS
+    from .report.export import EXPORTS
+
+    p.add_argument("--layout", choices=LAYOUTS, default="auto",
+                   help="what the submissions folder (or .zip) is: a platform's bulk download or plain entries "
+                        "(default: detected from the names)")
+    p.add_argument("--roster", help="CSV of the students who should have submitted: adds its columns to the "
+                                    "gradebook, 'missing' rows for who did not, and lists unmatched submissions")
+    p.add_argument("--roster-id", help="roster column holding the student id (default: the first column)")
+    p.add_argument("--roster-name", help="roster column holding the name (default: a column called 'name')")
+    p.add_argument("--roster-email", help="roster column holding the email (default: a column called 'email')")
+    p.add_argument("--roster-lms-id", help="roster column holding the LMS user id (Canvas user id, Moodle "
+                                           "participant number; default: a column called 'lms_id')")
+    p.add_argument("--export", action="append", choices=EXPORTS,
+                   help="also write the grades for that platform's grade import (repeatable)")
+    p.add_argument("--export-assignment", default="Backprop by hand",
+                   help="assignment column name in the Canvas export, e.g. 'HW1 (12345)'")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from grader.batch import grade_batch
-from grader.intake import discover, prepare
+from grader.intake import discover, prepare, student_id
 from grader.pipeline import GradeOptions, grade_submission, plan, run_tests
 from grader.report import github_annotations, github_summary, render_junit, render_text
 from grader.sandbox.client import SandboxConfig, SandboxImpl
@@ -67,14 +67,21 @@ GENERATED = {
     "fifo_layers": {"attack": "layers.py is a named pipe (reading it would block the grader)",
                     "component": LAYERS, "max_score_on_attacked": 0, "status": ["error"],
                     "reason_contains": ["not a regular file"], "full_marks": ["LogisticRegression"]},
-    "evil__31m___error__pwned": {"attack": "a file name with an escape sequence and a newline + workflow "
+    # Ids are exact but for characters no report can show (issue 16): each becomes "?".
+    student_id(WEIRD_ZIP[:-4]): {"attack": "a file name with an escape sequence and a newline + workflow "
                                            "command (the content is not a zip)",
                                  "component": "all", "max_score_on_attacked": 0, "status": ["rejected"],
                                  "reason_contains": ["not a readable zip archive"]},
-    "tab_here___warning_file_x__student": {"attack": "a folder name with a tab, a newline and a workflow "
+    student_id(WEIRD_DIR): {"attack": "a folder name with a tab, a newline and a workflow "
                                                      "command (honest content)",
                                            "component": [], "max_score_on_attacked": None, "status": ["ok"],
                                            "reason_contains": [], "full_marks": "all"},
+    # Every entry is a row (issue 16): what is not a submission is rejected, saying what it is.
+    "symlinked_submission": {"attack": "a symbolic link to an honest submission folder", "component": "all",
+                             "max_score_on_attacked": 0, "status": ["rejected"], "reason_contains": ["symbolic link"]},
+    student_id(WEIRD_FILE[:-4]): {"attack": "a text file whose name holds a newline and a workflow command",
+                                  "component": "all", "max_score_on_attacked": 0, "status": ["rejected"],
+                                  "reason_contains": ["a file of another type"]},
 }
 
 
@@ -184,6 +191,8 @@ def pytest_runtest_makereport(item, call):
 def materialize(batch: Path) -> None:
     """The hostile folder plus what only exists at test time: honest submissions, odd names, a FIFO."""
     shutil.copytree(HOSTILE, batch, symlinks=True)
+    for meta in batch.glob("*.expect.json"):  # the test's own metadata: every entry of a batch is a row
+        meta.unlink()
     for name, text in SHIPPED_AT_TEST_TIME.items():
         (batch / "ships_extra_files" / name).write_text(text)
     # Relative links point into the project from the fixture's real place; keep that target.
@@ -391,11 +400,11 @@ def test_read_only_credit_requires_right_answers(hostile: Batch) -> None:
 
 def test_all_submissions_reported(hostile: Batch) -> None:
     assert set(hostile.results) == set(HOSTILE_NAMES), sorted(set(hostile.results) ^ set(HOSTILE_NAMES))
-    assert any("symbolic links are not followed" in w for w in hostile.warnings), hostile.warnings
-    for name in hostile.results:
-        assert (hostile.out / name / "results.json").is_file()
+    assert any("symbolic link" in w for w in hostile.warnings), hostile.warnings
+    for name, r in hostile.results.items():
+        assert (hostile.out / r.intake["folder"] / "results.json").is_file()
     # What the grader wrote for the submission that shipped a fake results.json is the grader's own.
-    shipped = json.loads((hostile.out / "ships_extra_files" / "results.json").read_text())
+    shipped = json.loads((hostile.out / hostile.results["ships_extra_files"].intake["folder"] / "results.json").read_text())
     assert shipped["score"] == 0 and shipped["extra_data"]["status"] == "error"
 
 
@@ -412,13 +421,13 @@ def _assert_clean(where: str, text: str, *, newlines: bool = True) -> None:
 def test_reports_are_sanitised(hostile: Batch) -> None:
     results = list(hostile.results.values())
     for r in results:
-        data = json.loads((hostile.out / r.student / "results.json").read_text())
+        data = json.loads((hostile.out / r.intake["folder"] / "results.json").read_text())
         _assert_clean(f"{r.student}/results.json output", data["output"])
         _assert_clean(f"{r.student}/results.json reason", data["extra_data"].get("reason", ""))
         for t in data["tests"]:
             _assert_clean(f"{r.student}/results.json {t['name']}", t["output"])
             _assert_clean(f"{r.student}/results.json name", t["name"])
-        _assert_clean(f"{r.student}/feedback.md", (hostile.out / r.student / "feedback.md").read_text())
+        _assert_clean(f"{r.student}/feedback.md", (hostile.out / r.intake["folder"] / "feedback.md").read_text())
         _assert_clean(f"{r.student} student output", r.student_output.replace("\n", " "))
     for name in ("gradebook.csv", "summary.md"):
         _assert_clean(name, (hostile.out / name).read_text())

@@ -130,6 +130,8 @@ def test_notebook_that_is_not_json(tmp_path):
 
 
 def test_discover_folder_ids_duplicates_and_empty(tmp_path):
+    # Issue 16 changed this test deliberately: ids are exact (no more "we_ird_name"), and what is not a
+    # submission (notes.txt, an empty folder) is a rejected entry instead of a skipped one.
     root = tmp_path / "class"
     make_submission(root / "alice")
     (root / "alice.zip").write_bytes(b"x")
@@ -137,8 +139,11 @@ def test_discover_folder_ids_duplicates_and_empty(tmp_path):
     (root / "notes.txt").write_text("x")
     (root / "we ird=name").mkdir()
     subs, warnings = discover(root)
-    ids = [s.student for s in subs]
-    assert "bob" in ids and "alice" in ids and "alice.zip" in ids and "we_ird_name" in ids
+    by_id = {s.student: s for s in subs}
+    assert sorted(by_id) == ["alice", "alice.zip", "bob", "notes", "we ird=name"]
+    assert by_id["notes"].kind == "rejected" and "notes.txt is a file of another type (.txt)" in by_id["notes"].note
+    assert by_id["we ird=name"].kind == "rejected" and "empty folder" in by_id["we ird=name"].note
+    assert by_id["alice"].kind == "dir" and by_id["alice.zip"].kind == "zip"
     assert any("duplicate student id 'alice'" in w for w in warnings)
     assert any("notes.txt" in w for w in warnings)
     (tmp_path / "empty").mkdir()
@@ -148,3 +153,212 @@ def test_discover_folder_ids_duplicates_and_empty(tmp_path):
         discover(tmp_path / "nope")
     single, _ = discover(root / "alice")
     assert [s.student for s in single] == ["alice"]
+
+
+# --- issue 16: tar archives, Windows and macOS zips, wrapping folders, every entry a row ---------------
+
+import io as _io
+import stat as _stat
+import tarfile
+
+SRC = {n: (ROOT / "solutions" / n).read_bytes() for n in ("layers.py", "logistic_regression.py")}
+
+
+def _tar(path: Path, entries: dict[str, bytes], *, mode: str = "w:gz", extra=()) -> Path:
+    with tarfile.open(path, mode) as tf:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, _io.BytesIO(data))
+        for info in extra:
+            tf.addfile(info)
+    return path
+
+
+def _link(name: str, target: str, kind=tarfile.SYMTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+def test_tar_gz_and_tgz_are_read_without_extracting(tmp_path):
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        path = _tar(tmp_path / f"bob{suffix}", {f"bob/{n}": b for n, b in SRC.items()},
+                    mode="w" if suffix == ".tar" else "w:gz")
+        subs, _ = discover(path)
+        assert subs[0].student == "bob" and subs[0].kind == "tar"
+        p = prepare(subs[0], tmp_path / f"s{suffix}")
+        assert not p.problems and (p.package_dir / "layers.py").read_bytes() == SRC["layers.py"]
+        assert "student files found under bob/" in p.notes
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"name": "../../tmp/layers.py"}, "leaves the archive"),
+    ({"name": "/tmp/layers.py"}, "absolute path"),
+])
+def test_tar_paths_leaving_the_archive_are_refused(tmp_path, bad, match):
+    path = _tar(tmp_path / "evil.tar.gz", {bad["name"]: b"x", "logistic_regression.py": SRC["logistic_regression.py"]})
+    with pytest.raises(IntakeError, match=match):
+        prepare(Submission("evil", path, "tar"), tmp_path / "s")
+
+
+def test_tar_links_and_devices_are_never_read(tmp_path):
+    dev = tarfile.TarInfo("logistic_regression.py")
+    dev.type, dev.devmajor, dev.devminor = tarfile.CHRTYPE, 1, 3
+    path = _tar(tmp_path / "links.tar.gz", {}, extra=[_link("layers.py", "/work/main/solutions/layers.py"), dev])
+    p = prepare(Submission("links", path, "tar"), tmp_path / "s")
+    assert "symbolic link" in p.problems["layers.py"] and "not a regular file" in p.problems["logistic_regression.py"]
+    hard = _tar(tmp_path / "hard.tar", {"x.py": SRC["layers.py"], "logistic_regression.py": SRC["logistic_regression.py"]},
+                mode="w", extra=[_link("layers.py", "x.py", tarfile.LNKTYPE)])
+    p = prepare(Submission("hard", hard, "tar"), tmp_path / "s2")
+    assert "symbolic link" in p.problems["layers.py"]  # a hard link is a link too: refused, not followed
+
+
+def test_tar_size_and_count_caps(tmp_path, monkeypatch):
+    from grader.intake import archives
+
+    big = _tar(tmp_path / "big.tar.gz", {"layers.py": b"#" * (2 << 20), "logistic_regression.py": b"x=1\n"})
+    p = prepare(Submission("big", big, "tar"), tmp_path / "s")
+    assert "over the limit" in p.problems["layers.py"]
+    monkeypatch.setattr(archives, "MAX_ENTRIES", 3)
+    many = _tar(tmp_path / "many.tgz", {f"f{i}.txt": b"x" for i in range(10)})
+    with pytest.raises(IntakeError, match="entries, over the limit"):
+        prepare(Submission("many", many, "tar"), tmp_path / "s2")
+    monkeypatch.setattr(archives, "MAX_TAR_EXPANDED", 1000)
+    with pytest.raises(IntakeError, match="expands to more than"):
+        prepare(Submission("big", big, "tar"), tmp_path / "s3")
+    (tmp_path / "junk.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(IntakeError, match="not a readable tar archive"):
+        prepare(Submission("junk", tmp_path / "junk.tar.gz", "tar"), tmp_path / "s4")
+
+
+def _raw_zip(path: Path, entries: list[tuple[str, bytes, int]]) -> Path:
+    """Entries as (name, data, flag_bits): names as a Windows tool writes them (backslashes; UTF-8
+    bytes without the UTF-8 flag)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data, flags in entries:
+            info = zipfile.ZipInfo(name)
+            info.create_system = 0  # MS-DOS
+            zf.writestr(info, data)
+    return path
+
+
+def test_windows_made_zip(tmp_path):
+    path = _raw_zip(tmp_path / "win.zip", [("Домашка\\assignment\\layers.py", SRC["layers.py"], 0),
+                                           ("Домашка\\assignment\\logistic_regression.py", SRC["logistic_regression.py"], 0)])
+    p = prepare(Submission("win", path, "zip"), tmp_path / "s")
+    assert not p.problems, p.problems
+    assert any("Домашка/assignment/" in n for n in p.notes), p.notes  # the folder's name, readable
+    evil = _raw_zip(tmp_path / "evil.zip", [("..\\..\\layers.py", b"x", 0)])
+    with pytest.raises(IntakeError, match="leaves the archive"):
+        prepare(Submission("evil", evil, "zip"), tmp_path / "s2")
+
+
+def test_cp437_names_are_decoded_when_they_are_utf8(tmp_path):
+    from grader.intake.archives import _zip_name
+
+    info = zipfile.ZipInfo("Домашка/layers.py".encode("utf-8").decode("cp437"))
+    assert _zip_name(info) == "Домашка/layers.py"
+    info = zipfile.ZipInfo("caf\u00e9/layers.py")  # genuine cp437 text that is not UTF-8 stays as it is
+    info.filename = "caf\u00e9/layers.py".encode("latin-1").decode("cp437")
+    assert _zip_name(info) == info.filename
+
+
+def test_macos_made_zip(tmp_path):
+    entries = {f"hw1/{n}": b for n, b in SRC.items()}
+    entries.update({"__MACOSX/hw1/._layers.py": b"\x00\x05\x16\x07", "hw1/._layers.py": b"\x00\x05\x16\x07",
+                    "hw1/.DS_Store": b"\x00\x00\x00\x01Bud1", "__MACOSX/._hw1": b"\x00"})
+    p = prepare(Submission("mac", _zip(tmp_path / "mac.zip", entries), "zip"), tmp_path / "s")
+    assert not p.problems and (p.package_dir / "layers.py").read_bytes() == SRC["layers.py"]
+    assert "student files found under hw1/" in p.notes
+
+
+def test_download_zip_wrapping_and_ambiguous_candidates(tmp_path):
+    wrapped = _zip(tmp_path / "w.zip", {f"hw1-main/assignment/{n}": b for n, b in SRC.items()}
+                   | {"hw1-main/README.md": b"#", "hw1-main/notebooks/01.ipynb": b"{}"})
+    p = prepare(Submission("w", wrapped, "zip"), tmp_path / "s")
+    assert not p.problems and "student files found under hw1-main/assignment/" in p.notes
+    deep = _zip(tmp_path / "d.zip", {f"a/b/c/{n}": b for n, b in SRC.items()})
+    p = prepare(Submission("d", deep, "zip"), tmp_path / "s2")
+    assert not p.problems and "student files found under a/b/c/" in p.notes
+    two = _zip(tmp_path / "two.zip", {**{f"old/{n}": b for n, b in SRC.items()}, **{f"new/{n}": b for n, b in SRC.items()}})
+    with pytest.raises(IntakeError, match=r"2 different folders \(new/; old/\)"):
+        prepare(Submission("two", two, "zip"), tmp_path / "s3")
+    none = _zip(tmp_path / "none.zip", {"report.pdf": b"%PDF", "code/main.py": b"print(1)"})
+    with pytest.raises(IntakeError, match=r"holds no layers.py or logistic_regression.py \(found: code, report.pdf\)"):
+        prepare(Submission("none", none, "zip"), tmp_path / "s4")
+    folder = tmp_path / "dirwrap"
+    make_submission(folder / "hw1-main" / "hw1" / "assignment")
+    p = prepare(Submission("dirwrap", folder, "dir"), tmp_path / "s5")
+    assert not p.problems and "student files found under hw1-main/hw1/assignment/" in p.notes
+
+
+def _mixed_folder(root: Path) -> dict[str, str]:
+    """20 entries as a real class hands them in; returns id -> expected status."""
+    root.mkdir(parents=True)
+    exp = {}
+    for name in ("anna", "Борис", "陈静"):
+        make_submission(root / name)
+        exp[name] = "ok"
+    make_submission(root / "dmitri" / "assignment")
+    exp["dmitri"] = "ok"
+    _zip(root / "eve.zip", {f"eve/{n}": b for n, b in SRC.items()})
+    _zip(root / "frank.zip", {f"hw1-main/assignment/{n}": b for n, b in SRC.items()} | {"hw1-main/README.md": b"#"})
+    _raw_zip(root / "gosha.zip", [(f"hw\\{n}", b, 0) for n, b in SRC.items()])
+    _zip(root / "hana.zip", {f"hana/{n}": b for n, b in SRC.items()} | {"__MACOSX/hana/._layers.py": b"\x00",
+                                                                         "hana/.DS_Store": b"\x00"})
+    _tar(root / "ivan.tar.gz", {f"ivan/{n}": b for n, b in SRC.items()})
+    _tar(root / "jun.tgz", {n: b for n, b in SRC.items()})
+    exp.update({k: "ok" for k in ("eve", "frank", "gosha", "hana", "ivan", "jun")})
+    src = "\n\n".join(b.decode() for b in SRC.values())
+    cell = nbformat.v4.new_code_cell(src, metadata={"tags": ["solution"]})
+    (root / "kim.ipynb").write_bytes(_nb([cell]))
+    exp["kim"] = "ok"
+    (root / "leo.rar").write_bytes(b"Rar!\x1a\x07\x00")
+    (root / "mia.7z").write_bytes(b"7z\xbc\xaf\x27\x1c")
+    (root / "nils.py").write_bytes(SRC["layers.py"])
+    (root / "olga").mkdir()
+    (root / "pavel.pdf").write_bytes(b"%PDF-1.4")
+    (root / "quinn.zip").write_bytes(b"PK\x03\x04 broken")
+    _zip(root / "rosa.zip", {**{f"v1/{n}": b for n, b in SRC.items()}, **{f"v2/{n}": b for n, b in SRC.items()}})
+    (root / "sam.ipynb").write_text("{ not json")
+    exp.update({k: "rejected" for k in ("leo", "mia", "nils", "olga", "pavel", "quinn", "rosa", "sam")})
+    sealed = root / "tom.zip"
+    _zip(sealed, {n: b for n, b in SRC.items()})
+    sealed.chmod(0)  # a file the grader cannot read (root can: then it is graded, as it should be)
+    exp["tom"] = "ok" if os.access(sealed, os.R_OK) else "rejected"
+    (root / ".DS_Store").write_bytes(b"\x00")  # debris: ignored, and listed as ignored
+    assert len([p for p in root.iterdir() if not p.name.startswith(".")]) == 20 == len(exp)
+    return exp
+
+
+def test_twenty_mixed_entries_give_twenty_rows(tmp_path):
+    import csv
+    import json
+
+    from grader.batch import grade_batch
+    from grader.pipeline import GradeOptions
+
+    exp = _mixed_folder(tmp_path / "class")
+    outcome = grade_batch(tmp_path / "class", tmp_path / "out", GradeOptions(secret="mixed", mnist=False), jobs=2)
+    got = {r.student: r for r in outcome.results}
+    assert sorted(got) == sorted(exp)
+    for sid, status in exp.items():
+        r = got[sid]
+        assert r.status == status, (sid, r.status, r.reason, r.notes)
+        if status == "ok":
+            assert r.score == r.max_score, (sid, r.reason, r.notes)
+        else:
+            assert r.score == 0 and all(t.score == 0 for t in r.tests) and len(r.tests) == len(got["anna"].tests)
+    assert "a RAR archive" in got["leo"].reason and "Accepted: a folder, a .zip, .tar" in got["leo"].reason
+    assert "a single Python file" in got["nils"].reason and "empty folder" in got["olga"].reason
+    assert "2 different folders (v1/; v2/)" in got["rosa"].reason
+    assert "student files found under hw1-main/assignment/" in got["frank"].notes
+    rows = list(csv.DictReader((tmp_path / "out" / "gradebook.csv").open(encoding="utf-8")))
+    assert len(rows) == 20 and {r["student"] for r in rows} == set(exp)
+    rec = json.loads((tmp_path / "out" / "run.json").read_text())["reconciliation"]
+    assert rec["entries_found"] == 21 and rec["ignored"] == [".DS_Store"] and rec["rows_written"] == 20
+    assert rec["balanced"] and rec["rejected"] == list(exp.values()).count("rejected")
+    assert "21 entries found (1 ignored: `.DS_Store`) -> 20 submissions" in (tmp_path / "out" / "summary.md").read_text()
+    feedback = (tmp_path / "out" / got["frank"].intake["folder"] / "feedback.md").read_text()
+    assert "hw1-main/assignment/" in feedback

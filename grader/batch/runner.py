@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
-from ..intake import Submission, discover
-from ..intake.discover import STUDENT_FILES
+from ..intake import Submission, collect
+from ..intake.discover import STUDENT_FILES, folder_name, student_id
+from ..intake.roster import Match, RosterSpec, load_roster, match as match_roster
 from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist
 from ..report import render_feedback, render_gradebook, render_summary, write_atomic, write_json
 from ..scoring import SubmissionResult
@@ -86,7 +87,7 @@ def grade_job(sub: Submission, opts: GradeOptions) -> dict:
 
 
 def _load_done(out: Path, sub: Submission, key: str) -> SubmissionResult | None:
-    d = out / sub.student
+    d = out / sub.folder
     try:
         if (d / KEY_FILE).read_text().strip() != key:
             return None
@@ -96,7 +97,7 @@ def _load_done(out: Path, sub: Submission, key: str) -> SubmissionResult | None:
 
 
 def write_student(out: Path, r: SubmissionResult, key: str) -> None:
-    d = out / r.student
+    d = out / (r.intake.get("folder") or folder_name(r.student, set()))  # never the raw id: it may hold "/"
     write_json(d / "record.json", r.to_dict())  # the full result: a resumed run rebuilds reports from it
     write_json(d / "results.json", r.to_gradescope())
     write_atomic(d / "feedback.md", render_feedback(r))
@@ -121,9 +122,10 @@ def resolve_secret(out: Path, secret: str | None) -> tuple[str, str]:
 
 def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: int = 1,
                 progress: Callable[[int, int, SubmissionResult, bool], None] | None = None,
-                executor=None) -> BatchOutcome:
-    subs, warnings = discover(path)
+                executor=None, layout: str = "auto", roster: RosterSpec | None = None) -> BatchOutcome:
     out = Path(out)
+    found, matched = intake_batch(path, out, layout, roster)
+    subs, warnings = found.subs, found.warnings + matched.warnings
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if opts.mnist and not opts.public_only and not opts.reference_mnist:
@@ -136,7 +138,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
         keys[sub.student] = key = job_key(sub, opts)
         done = _load_done(out, sub, key)
         if done is not None:
-            results[sub.student] = done
+            results[sub.student] = stamp(done, sub, matched)
         else:
             todo.append(sub)
     skipped = len(results)
@@ -156,6 +158,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
                 raise
             except BaseException as exc:  # a pool process died: record it, go on
                 r = grade_submission_failed(sub, opts, f"grading process failed: {exc!r}")
+            stamp(r, sub, matched)
             write_student(out, r, keys[sub.student])
             results[sub.student] = r
             if progress:
@@ -163,12 +166,17 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     finally:
         if executor is None:
             ex.shutdown(wait=True, cancel_futures=True)
-    ordered = [results[s.student] for s in subs]
     rubric = opts.rubric
     planned = plan(rubric, public_only=opts.public_only, mnist=opts.mnist)
+    missing = missing_results(matched, planned, {s.folder.casefold() for s in subs})
+    for r in missing:
+        write_student(out, r, "missing")
+    ordered = [results[s.student] for s in subs] + missing
+    accounting = reconcile(found, matched, ordered)
     max_score = round(sum(p.max_score for p in planned), 4)
-    write_atomic(out / "gradebook.csv", render_gradebook(ordered))
-    write_atomic(out / "summary.md", render_summary(ordered, max_score))
+    write_atomic(out / "gradebook.csv", render_gradebook(ordered, roster=roster is not None))
+    write_atomic(out / "summary.md", render_summary(ordered, max_score, reconciliation=accounting,
+                                                    unmatched=matched.unmatched, missing=[r.student for r in missing]))
     isolation = next((r.isolation for r in ordered if r.isolation and r.status != "rejected"), {})
     record = {
         "grader_version": __version__,
@@ -182,12 +190,62 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
         "reference_mnist": opts.reference_mnist,
         "submissions": total, "graded_now": total - skipped, "skipped_as_already_graded": skipped,
         "warnings": warnings,
+        "reconciliation": accounting,
+        "roster": None if roster is None else {"path": str(roster.path), "students": accounting["roster_students"],
+                                               "missing": [r.student for r in missing], "unmatched": matched.unmatched},
         "timings": {"reference_mnist": round(ref_seconds, 3), "grading": round(time.perf_counter() - t1, 3),
                     "per_submission": {r.student: r.timings for r in ordered}},
         "python": sys.version.split()[0],
     }
     write_json(out / "run.json", record)
     return BatchOutcome(ordered, skipped, warnings, record, out)
+
+
+def intake_batch(path, out: Path, layout: str, roster: RosterSpec | None):
+    """The submissions (every entry accounted for) and, with a roster, who matched whom."""
+    exclude = (out,) + ((Path(roster.path),) if roster else ())
+    found = collect(path, layout=layout, exclude=exclude)
+    matched = match_roster(load_roster(roster), found.subs) if roster else Match()
+    return found, matched
+
+
+def stamp(r: SubmissionResult, sub: Submission, matched: Match) -> SubmissionResult:
+    """Record in the row where the submission came from, its folder, lateness and roster columns."""
+    r.intake = sub.record()
+    r.intake.pop("alt_id", None)
+    if sub.student in matched.matched:
+        r.intake["roster"] = matched.matched[sub.student]
+    return r
+
+
+def missing_results(matched: Match, planned, taken: set[str]) -> list[SubmissionResult]:
+    """A ``missing`` row (every test 0) for each roster student nobody's submission matched."""
+    from ..pipeline import _zero
+
+    out, ids = [], set()
+    for row in matched.missing:
+        sid = student_id(row["id"] or row["name"] or row["email"] or row["lms_id"])
+        base, n = sid, 2
+        while sid in ids:
+            sid, n = f"{base} ({n})", n + 1
+        ids.add(sid)
+        reason = "no submission was found for this roster student"
+        r = SubmissionResult(sid, "missing", reason, [_zero(p, f"Not graded: {reason}") for p in planned])
+        r.intake = {"folder": folder_name(sid, taken), "source": "", "layout": "roster", "roster": row,
+                    "lms_id": row["lms_id"], "late": None}
+        out.append(r)
+    return out
+
+
+def reconcile(found, matched: Match, rows: list[SubmissionResult]) -> dict:
+    """Entries found = rows written: recorded in run.json and summary.md, printed by the CLI."""
+    rec = found.reconciliation()
+    missing = sum(r.status == "missing" for r in rows)
+    rec.update(rows_written=len(rows), missing_from_roster=missing, unmatched=list(matched.unmatched),
+               roster_students=matched.rows, rejected=sum(r.status == "rejected" for r in rows),
+               status={s: sum(r.status == s for r in rows) for s in sorted({r.status for r in rows})})
+    rec["balanced"] = rec["balanced"] and rec["rows_written"] == rec["submissions"] + missing
+    return rec
 
 
 def grade_submission_failed(sub: Submission, opts: GradeOptions, reason: str) -> SubmissionResult:

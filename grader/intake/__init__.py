@@ -5,7 +5,10 @@ files (``module.py``, ``gradcheck.py``) always come from the grader's trusted co
 cannot change them, and nothing else they shipped (``conftest.py``, ``results.json``, pickles,
 binaries) is even read.
 """
-from .discover import Submission, UsageError, discover
-from .extract import IntakeError, Prepared, prepare
+from .archives import IntakeError
+from .collect import LAYOUTS, Found, collect
+from .discover import Submission, UsageError, discover, folder_name, student_id
+from .extract import Prepared, prepare
 
-__all__ = ["Submission", "UsageError", "discover", "IntakeError", "Prepared", "prepare"]
+__all__ = ["Submission", "UsageError", "discover", "collect", "Found", "LAYOUTS", "IntakeError", "Prepared",
+           "prepare", "folder_name", "student_id"]

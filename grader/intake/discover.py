@@ -1,12 +1,36 @@
-"""Which paths are submissions, and their student ids (CONTRACT.md section 2)."""
+"""Which paths are submissions, their student ids and their output folders (CONTRACT.md section 2).
+
+The student id is the entry's name without its extension, Unicode-normalised (NFC) and otherwise
+exact: ``Иванов_Иван``, ``王小明``, ``O'Brien``, ``=SUM(A1)`` and ``🦊 fox`` are ids as they are. Only
+characters that cannot be shown safely anywhere (control characters, line separators, bidirectional
+overrides) become ``?``. The folder a student's reports go to is a separate, filesystem-safe name
+derived from the id (:func:`folder_name`), unique in the batch, and recorded in the row.
+
+Every entry of a folder of submissions is accounted for: a submission, a ``rejected`` entry saying what
+it is and what is accepted, or (for operating-system debris such as ``.DS_Store`` and ``__MACOSX``)
+listed as ignored in the reconciliation.
+"""
 from __future__ import annotations
 
+import hashlib
 import re
+import stat
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 STUDENT_FILES = ("layers.py", "logistic_regression.py")
+ACCEPTED = ("a folder, a .zip, .tar, .tar.gz or .tgz archive holding layers.py and logistic_regression.py, "
+            "or an .ipynb notebook")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+OTHER_ARCHIVES = {".rar": "a RAR archive", ".7z": "a 7-Zip archive", ".gz": "a gzip-compressed file",
+                  ".bz2": "a bzip2-compressed file", ".xz": "an xz-compressed file", ".zst": "a Zstandard file",
+                  ".cab": "a cabinet archive", ".jar": "a Java archive", ".whl": "a wheel"}
+#: names the batch writes next to the student folders: a student folder may never take one
+RESERVED = {"gradebook.csv", "summary.md", "run.json", "junit.xml", "canvas-grades.csv", "moodle-grades.csv"}
+_UNSAFE_SHOWN = {"Cc", "Zl", "Zp"}
+_BIDI = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A)), "\ufeff"}
+_WINDOWS_NAMES = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 
 
 class UsageError(Exception):
@@ -15,25 +39,24 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class Submission:
-    student: str        #: the id: file or directory name without its extension
+    student: str        #: the id: file or directory name without its extension (or the platform's)
     path: Path
-    kind: str           #: "dir", "zip" or "ipynb"
-    note: str = ""      #: e.g. why the id was disambiguated
+    kind: str           #: "dir", "zip", "tar", "ipynb", or "rejected" (then ``note`` is the reason)
+    note: str = ""      #: e.g. why the id was disambiguated, or why the entry is not a submission
+    folder: str = ""    #: the folder under --out for this student's reports (see folder_name)
+    meta: dict = field(default_factory=dict, hash=False, compare=False)  #: platform, lateness, entries, ...
+
+    def record(self) -> dict:
+        """What the row records about where the submission came from (results.json ``extra_data``)."""
+        rec = {"folder": self.folder, **self.meta}
+        rec["source"] = student_id(self.meta.get("source", self.path.name))  # a file name: shown safely
+        if "entries" in rec:
+            rec["entries"] = [student_id(e) for e in rec["entries"]]
+        return rec
 
 
-def _kind(path: Path) -> str | None:
-    if path.is_dir():
-        return "dir"
-    suffix = path.suffix.lower()
-    if suffix == ".zip":
-        return "zip"
-    if suffix == ".ipynb":
-        return "ipynb"
-    return None
-
-
-def is_submission_dir(path: Path) -> bool:
-    return any((path / f).exists() or (path / "assignment" / f).exists() for f in STUDENT_FILES)
+def _bad_char(c: str) -> bool:
+    return unicodedata.category(c) in _UNSAFE_SHOWN or c in _BIDI
 
 
 def shown(name: str) -> str:
@@ -48,53 +71,127 @@ def shown(name: str) -> str:
     return s if len(s) <= 120 else s[:117] + "..."
 
 
+def student_id(name: str) -> str:
+    """The id for a name: NFC, exact but for characters no report can show safely (each becomes ``?``).
+    Zero-width joiners stay: emoji sequences and Persian or Indic names need them."""
+    s = unicodedata.normalize("NFC", str(name))
+    return "".join("?" if _bad_char(c) else c for c in s)[:200]
+
+
+def stem(path: Path) -> str:
+    n = path.name
+    low = n.lower()
+    for suf in TAR_SUFFIXES + (".zip", ".ipynb"):
+        if low.endswith(suf) and len(n) > len(suf):
+            return n[: -len(suf)]
+    return path.stem or n
+
+
+def folder_name(student: str, taken: set[str]) -> str:
+    """A folder name for ``student``'s reports: the id itself when that is safe on every common
+    filesystem (no ``/ \\ : * ? " < > |``, no control characters, no leading dot, dash or space, no
+    trailing dot or space, no Windows device name, at most 150 UTF-8 bytes) and not yet ``taken``
+    (compared case-insensitively, for macOS and Windows); otherwise a cleaned name plus a short hash
+    of the id, so two ids never share a folder. Adds the result to ``taken``."""
+    s = "".join("_" if c in '/\\:*?"<>|' or unicodedata.category(c)[0] == "C" and c not in "\u200c\u200d" else c
+                for c in unicodedata.normalize("NFC", student))
+    s = s.strip(" .")
+    if s[:1] in ("-", "~"):
+        s = "_" + s[1:]
+    raw = s.encode("utf-8")
+    if len(raw) > 150:
+        s = raw[:150].decode("utf-8", "ignore")
+    clean = s == student and s and not _WINDOWS_NAMES.match(s)
+    name = s if clean else f"{s or 'student'}-{hashlib.sha256(student.encode()).hexdigest()[:8]}"
+    n = 2
+    base = name
+    while name.casefold() in taken or name.casefold() in RESERVED:
+        name = f"{base}-{n}"
+        n += 1
+    taken.add(name.casefold())
+    return name
+
+
 def safe_id(name: str) -> str:
-    """A student id usable as a folder name and a CSV cell: odd characters become ``_``."""
-    cleaned = re.sub(r"[^A-Za-z0-9._@+-]", "_", name).strip("._") or "student"
-    return cleaned[:100]
+    """Kept for callers of the old API: a filesystem-safe name for ``name``. It is never an id any
+    more (it turned ``Иванов_Иван`` into ``student``): ids come from :func:`student_id`."""
+    return folder_name(student_id(name), set())
 
 
-def discover(path: str | Path) -> tuple[list[Submission], list[str]]:
-    """The submissions under ``path`` and warnings about what was skipped.
+def is_submission_dir(path: Path) -> bool:
+    return any((path / f).exists() or (path / "assignment" / f).exists() for f in STUDENT_FILES)
 
-    A directory holding a student file (at its top or under ``assignment/``), a ``.zip`` or an
-    ``.ipynb`` is one submission; any other directory is a folder of submissions, one per entry.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{p} does not exist")
-    kind = _kind(p)
-    if kind in ("zip", "ipynb") or (kind == "dir" and is_submission_dir(p)):
-        return [Submission(safe_id(p.stem if kind != "dir" else p.name), p, kind)], []
-    if kind is None:
-        raise UsageError(f"{p} is neither a folder, a .zip nor an .ipynb file")
-    warnings, found = [], []
-    for entry in sorted(p.iterdir(), key=lambda e: e.name):
-        if entry.name.startswith((".", "__")) or entry.name.lower().startswith("readme"):
-            continue
-        k = _kind(entry)
-        if entry.is_symlink():
-            warnings.append(f"{shown(entry.name)}: skipped, symbolic links are not followed")
-            continue
-        if k is None:
-            warnings.append(f"{shown(entry.name)}: skipped, not a folder, .zip or .ipynb")
-            continue
-        found.append(Submission(safe_id(entry.stem if k != "dir" else entry.name), entry, k))
-    if not found:
-        raise UsageError(f"no submissions found in {p}: expected sub-folders, .zip or .ipynb files"
-                         + (f" ({len(warnings)} other entries skipped)" if warnings else ""))
+
+def classify(path: Path) -> tuple[str, str]:
+    """(kind, reason): the kind of submission an entry is, or "rejected" and what it was found to be."""
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        return "rejected", f"{shown(path.name)} could not be read ({exc.strerror or exc}); accepted: {ACCEPTED}"
+    low = path.name.lower()
+    if stat.S_ISLNK(st.st_mode):
+        return "rejected", (f"{shown(path.name)} is a symbolic link, which is not followed; submit the folder "
+                            f"or file itself ({ACCEPTED})")
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            empty = not any(not e.name.startswith(".") and e.name != "__MACOSX" for e in path.iterdir())
+        except OSError as exc:
+            return "rejected", f"the folder {shown(path.name)} could not be read ({exc.strerror or exc})"
+        return ("rejected", f"{shown(path.name)} is an empty folder; accepted: {ACCEPTED}") if empty else ("dir", "")
+    if not stat.S_ISREG(st.st_mode):
+        return "rejected", f"{shown(path.name)} is not a regular file (a pipe, socket or device); accepted: {ACCEPTED}"
+    if low.endswith(".zip"):
+        return "zip", ""
+    if low.endswith(TAR_SUFFIXES):
+        return "tar", ""
+    if low.endswith(".ipynb"):
+        return "ipynb", ""
+    suffix = Path(low).suffix
+    if suffix in OTHER_ARCHIVES:
+        what = f"{OTHER_ARCHIVES[suffix]}, a format the grader does not open"
+    elif suffix == ".py":
+        what = "a single Python file; a submission needs both layers.py and logistic_regression.py together"
+    else:
+        what = f"a file of another type ({shown(suffix) or 'no extension'})"
+    return "rejected", f"{shown(path.name)} is {what}. Accepted: {ACCEPTED}."
+
+
+def discover(path: str | Path, *, layout: str = "auto", staging: Path | None = None,
+             exclude: tuple[Path, ...] = ()) -> tuple[list[Submission], list[str]]:
+    """The submissions under ``path`` and warnings. See :func:`grader.intake.collect.collect`, which
+    also returns the reconciliation of entries found against submissions."""
+    from .collect import collect
+
+    found = collect(path, layout=layout, staging=staging, exclude=exclude)
+    return found.subs, found.warnings
+
+
+def finalize(items: list[Submission], warnings: list[str]) -> list[Submission]:
+    """Unique ids (a duplicate takes its alternative id, then a counter) and a folder for each."""
     by_id: dict[str, list[Submission]] = {}
-    for s in found:
+    for s in items:
         by_id.setdefault(s.student, []).append(s)
-    out = []
+    out, used = [], set(by_id)
     for sid, subs in by_id.items():
         if len(subs) == 1:
             out.append(subs[0])
             continue
-        names = ", ".join(shown(s.path.name) for s in subs)
-        warnings.append(f"duplicate student id {sid!r} ({names}): each is graded under its full file name")
+        names = ", ".join(shown(s.meta.get("source", s.path.name)) for s in subs)
+        warnings.append(f"duplicate student id {shown(sid)!r} ({names}): each is graded and reported, "
+                        "under the ids listed in its row")
+        kept = False
         for s in subs:
-            out.append(Submission(safe_id(s.path.name), s.path, s.kind,
-                                  note=f"duplicate student id {sid!r}: graded as {safe_id(s.path.name)!r}"))
+            alt = student_id(s.meta.get("alt_id") or s.path.name)
+            new, n = alt, 2
+            if alt == sid and not kept:
+                kept = True  # the one whose full name is the id keeps it (alice/ beside alice.zip)
+            else:
+                while new in used:
+                    new, n = f"{alt} ({n})", n + 1
+            used.add(new)
+            note = f"duplicate student id {shown(sid)!r}: graded as {shown(new)!r}"
+            out.append(Submission(new, s.path, s.kind, note=(s.note + "; " if s.note else "") + note,
+                                  meta={**s.meta, "duplicate_of": sid}))
     out.sort(key=lambda s: s.student)
-    return out, warnings
+    taken: set[str] = set()
+    return [Submission(s.student, s.path, s.kind, s.note, folder_name(s.student, taken), s.meta) for s in out]

@@ -1,4 +1,12 @@
-"""``gradebook.csv``: one row per submission, safe to open in a spreadsheet."""
+"""``gradebook.csv``: one row per submission, safe to open in a spreadsheet.
+
+UTF-8 (no byte-order mark, so that the header is exactly ``student,...`` for the tools reading it).
+Ids are written exactly; only a cell a spreadsheet would run as a formula (one
+starting with ``=``, ``+``, ``-``, ``@``, a tab or CR, ``|`` or ``%``) gets a leading ``'``, in this
+file only. After the contract's columns come where each student's reports are (``folder``), where the
+submission came from (``source``, ``layout``, ``lms_id``), lateness (``late``, ``submitted_at``) and,
+with ``--roster``, the roster's columns.
+"""
 from __future__ import annotations
 
 import csv
@@ -7,6 +15,9 @@ import io
 from ..scoring.results import SubmissionResult
 
 COMPONENTS = ("Linear", "ReLU", "LogSoftmax", "NLLLoss", "LogisticRegression", "MNIST-MLP", "MNIST-LogReg")
+INTAKE_COLUMNS = ("folder", "source", "layout", "lms_id", "late", "submitted_at")
+ROSTER_COLUMNS = ("roster_id", "roster_name", "roster_email", "roster_lms_id")
+BOM = "\ufeff"  #: for the platform exports, which spreadsheet programs open directly
 
 
 def safe_cell(value: str) -> str:
@@ -21,12 +32,31 @@ def fmt(x: float) -> str:
     return f"{round(float(x), 4):g}"
 
 
-def render_gradebook(results: list[SubmissionResult]) -> str:
+def late_cell(v) -> str:
+    return "" if v is None else ("yes" if v else "no")
+
+
+def intake_cells(r: SubmissionResult) -> list[str]:
+    i = r.intake
+    return [safe_cell(i.get("folder", "")), safe_cell(i.get("source", r.source)), i.get("layout", ""),
+            safe_cell(i.get("lms_id", "")), late_cell(i.get("late")), safe_cell(i.get("submitted_at", ""))]
+
+
+def roster_cells(r: SubmissionResult) -> list[str]:
+    row = r.intake.get("roster") or {}
+    return [safe_cell(row.get(k, "")) for k in ("id", "name", "email", "lms_id")]
+
+
+def render_gradebook(results: list[SubmissionResult], *, roster: bool | None = None) -> str:
+    if roster is None:
+        roster = any("roster" in r.intake for r in results)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    w.writerow(["student", "score", "max_score", "status", *COMPONENTS, "reason"])
+    w.writerow(["student", "score", "max_score", "status", *COMPONENTS, "reason", *INTAKE_COLUMNS,
+                *(ROSTER_COLUMNS if roster else ())])
     for r in sorted(results, key=lambda r: r.student):
         comps = r.component_scores()
         w.writerow([safe_cell(r.student), fmt(r.score), fmt(r.max_score), r.status,
-                    *[fmt(comps[c][0]) if c in comps else "" for c in COMPONENTS], safe_cell(r.reason[:300])])
+                    *[fmt(comps[c][0]) if c in comps else "" for c in COMPONENTS], safe_cell(r.reason[:300]),
+                    *intake_cells(r), *(roster_cells(r) if roster else ())])
     return buf.getvalue()

@@ -25,7 +25,41 @@ def class_statistics(results: list[SubmissionResult]) -> dict:
             "causes": causes.most_common(), "scores": scores}
 
 
-def render_summary(results: list[SubmissionResult], max_score: float) -> str:
+def _cell(s) -> str:
+    """An id in a Markdown table: exact, but for the characters Markdown or HTML would act on."""
+    return str(s).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("`", "\\`")
+
+
+def _accounting(rec: dict, unmatched: list[str], missing: list[str]) -> list[str]:
+    lines = ["", "## Every entry accounted for", "",
+             f"Layout: {rec.get('layout', '?')}. {rec.get('entries_found', 0)} entries found"
+             + (f" ({len(rec.get('ignored', []))} ignored: " + ", ".join(f"`{_cell(n)}`" for n in rec["ignored"][:20])
+                + ")" if rec.get("ignored") else "")
+             + f" -> {rec.get('submissions', 0)} submissions ({rec.get('rejected', 0)} rejected)"
+             + (f" + {len(missing)} missing from the roster" if missing else "")
+             + f" = {rec.get('rows_written', 0)} rows written."]
+    if rec.get("unaccounted"):
+        lines.append("Not accounted for (a grader bug, please report): " + ", ".join(map(_cell, rec["unaccounted"])))
+    if missing:
+        lines += ["", f"### Missing: {len(missing)} roster student(s) with no submission", ""]
+        lines += [f"- {_cell(m)}" for m in missing]
+    if unmatched:
+        lines += ["", f"### Unmatched: {len(unmatched)} submission(s) matching nobody in the roster", ""]
+        lines += [f"- {_cell(u)}" for u in unmatched]
+    return lines
+
+
+def _students(results: list[SubmissionResult]) -> list[str]:
+    lines = ["", "## Students", "", "| student | score | status | late | folder |", "|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: r.student):
+        late = r.intake.get("late")
+        lines.append(f"| {_cell(r.student)} | {r.score:g} | {r.status} | {'' if late is None else 'yes' if late else 'no'}"
+                     f" | {_cell(r.intake.get('folder', ''))} |")
+    return lines
+
+
+def render_summary(results: list[SubmissionResult], max_score: float, *, reconciliation: dict | None = None,
+                   unmatched: list[str] = (), missing: list[str] = ()) -> str:
     st = class_statistics(results)
     lines = ["# Grading summary", "",
              f"{st['count']} submissions; mean {st['mean']:g}, median {st['median']:g}, "
@@ -43,6 +77,9 @@ def render_summary(results: list[SubmissionResult], max_score: float) -> str:
     lines += ["", "## Most common named causes", "", "| cause | submissions |", "|---|---|"]
     for c, k in st["causes"][:15]:
         lines.append(f"| {CAUSES[c].title if c in CAUSES else c} | {k} |")
+    if reconciliation is not None:
+        lines += _accounting(reconciliation, list(unmatched), list(missing))
+    lines += _students(results)
     return "\n".join(lines) + "\n"
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from .. import __version__
 
-STATUSES = ("ok", "error", "timeout", "rejected")
+STATUSES = ("ok", "error", "timeout", "rejected", "missing")  # "missing": a roster student with no submission
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class SubmissionResult:
     student_output: str = ""                  #: what the code printed, sanitised and truncated
     grader_version: str = __version__
     source: str = ""                          #: the submission's file or folder name
+    intake: dict = field(default_factory=dict)  #: output folder, platform, lms id, lateness, roster columns
 
     @property
     def score(self) -> float:
@@ -89,7 +90,9 @@ class SubmissionResult:
             "extra_data": {"student": self.student, "status": self.status, "reason": self.reason,
                            "grader_version": self.grader_version, "digest": self.digest,
                            "isolation": self.isolation, "mnist": self.mnist,
-                           "timings": self.timings if include_timing else {}},
+                           "timings": self.timings if include_timing else {},
+                           "folder": self.intake.get("folder", ""), "late": self.intake.get("late"),
+                           "intake": self.intake},
         }
 
     def to_dict(self) -> dict:

@@ -1,0 +1,260 @@
+"""Learning-platform bulk downloads: one submission per student, the id from the platform's naming.
+
+* **Canvas** ("Download Submissions"): flat files ``<name>_<userid>_<submissionid>_<file>``, where
+  ``<name>`` is the student's last and first name run together in lower case; a late submission has
+  ``_LATE`` after the name; a file re-uploaded under the same name is renamed ``layers-1.py``. The id
+  is ``<name>``; the Canvas user id is kept as ``lms_id``; ``late`` is whether ``LATE`` was there.
+* **Moodle** ("Download all submissions"): a folder per student and plugin,
+  ``<Full Name>_<participant>_assignsubmission_file_`` (or flat files with that prefix when the
+  download was not in folders). The id is the full name; the participant number is ``lms_id``.
+* **Gradescope** (export of submissions): ``submission_metadata.yml`` beside one folder per submission,
+  each listed with its ``:submitters:`` (``:name:``, ``:sid:``, ``:email:``) and ``:created_at:``. The id
+  is the submitter's ``sid`` (else email, else name); a group submission gives one row per member.
+* **GitHub Classroom** (the clones of an assignment's repositories): folders ``<assignment>-<login>``;
+  the id is the GitHub login.
+
+A file or folder among them that does not follow the platform's naming is taken as a plain entry.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from .archives import canonical, is_junk
+from .discover import ACCEPTED, Submission, classify, shown, student_id
+
+MAX_METADATA_BYTES = 16 * 1024 * 1024
+CANVAS = re.compile(r"^(?P<name>[^_]+)(?P<late>_LATE)?_(?P<uid>\d+)(?:_(?P<sub>\d+))?_(?P<file>.+)$")
+MOODLE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assign(?:submission|feedback)_(?P<plugin>[a-z]+)_(?P<rest>.*)$")
+GRADESCOPE_META = "submission_metadata.yml"
+
+
+@dataclass
+class Item:
+    """One entry of the folder as given, for the reconciliation."""
+    name: str
+    path: Path
+
+
+def _plain(entry: Path, **meta) -> Submission:
+    kind, reason = classify(entry)
+    from .discover import stem
+
+    sid = student_id(entry.name if entry.is_dir() and not entry.is_symlink() else stem(entry))
+    return Submission(sid, entry, kind, note=reason,
+                      meta={"entries": [entry.name], "alt_id": entry.name, "layout": "plain", **meta})
+
+
+def folder_content(d: Path) -> tuple[Path, str]:
+    """A platform's per-student folder: graded as a folder, or — when it holds no Python file and no
+    folder, only one archive or notebook — as that file."""
+    try:
+        kids = [k for k in d.iterdir() if not is_junk(k.name)]
+    except OSError:
+        return d, "dir"
+    if any(k.is_dir() or canonical(k.name) for k in kids):
+        return d, "dir"
+    boxes = [k for k in kids if classify(k)[0] in ("zip", "tar", "ipynb")]
+    return (boxes[0], classify(boxes[0])[0]) if len(boxes) == 1 else (d, "dir")
+
+
+def _copy_capped(src: Path, dst: Path, cap: int = 512 * 1024 + 1) -> bool:
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return False
+            data = fh.read(cap)  # enough for the size check downstream to say "over the limit"
+    except OSError:
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(data)
+    return True
+
+
+def _group(sid: str, files: list[tuple[str, Path]], staging: Path, key: str, platform: str,
+           meta: dict) -> Submission:
+    """A student's flat files (original name, path): staged as a folder of the student files, or the
+    one archive or notebook they submitted, or rejected with what was there."""
+    entries = [p.name for _, p in files]
+    meta = {"entries": entries, "source": entries[0], **meta}
+    best: dict[str, tuple[int, str, Path]] = {}
+    for fname, p in files:
+        c = canonical(fname)
+        if c and (c[0] not in best or c[1] < best[c[0]][0]):
+            best[c[0]] = (c[1], fname, p)
+    if best:
+        d = staging / platform / key
+        notes = []
+        for name, (_, fname, p) in sorted(best.items()):
+            if _copy_capped(p, d / name):
+                if fname != name:
+                    notes.append(f"{shown(fname)} was used as {name}")
+            else:
+                notes.append(f"{shown(p.name)} is not a regular file and was not used")
+        if not d.exists():
+            d.mkdir(parents=True)
+        return Submission(sid, d, "dir", note="; ".join(notes), meta=meta)
+    boxes = [(p, classify(p)[0]) for _, p in files]
+    boxes = [(p, k) for p, k in boxes if k in ("zip", "tar", "ipynb")]
+    if len(boxes) == 1:
+        return Submission(sid, boxes[0][0], boxes[0][1], meta=meta)
+    listed = ", ".join(shown(f) for f, _ in files[:8])
+    what = "several archives or notebooks" if boxes else "no layers.py, logistic_regression.py, archive or notebook"
+    return Submission(sid, files[0][1], "rejected", meta=meta,
+                      note=f"the {platform} submission of {shown(sid)} holds {what} ({listed}); accepted: {ACCEPTED}")
+
+
+def canvas(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
+    groups: dict[tuple[str, str], list[tuple[str, Path, re.Match]]] = {}
+    out = []
+    for e in entries:
+        m = CANVAS.match(e.name) if not e.is_dir() else None
+        if m is None:
+            out.append(_plain(e))
+            continue
+        groups.setdefault((m["name"], m["uid"]), []).append((m["file"], e, m))
+    for i, ((name, uid), files) in enumerate(sorted(groups.items())):
+        late = any(m["late"] for _, _, m in files)
+        subs = sorted({m["sub"] for _, _, m in files if m["sub"]})
+        meta = {"layout": "canvas", "lms_id": uid, "late": late, "alt_id": f"{name} ({uid})"}
+        if subs:
+            meta["submission_id"] = subs[-1]
+        out.append(_group(student_id(name), [(f, p) for f, p, _ in files], staging, f"{i:05d}-{uid}", "canvas", meta))
+    return out
+
+
+def moodle(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
+    groups: dict[tuple[str, str], list[tuple[re.Match, Path]]] = {}
+    out = []
+    for e in entries:
+        m = MOODLE.match(e.name)
+        if m is None:
+            out.append(_plain(e))
+            continue
+        groups.setdefault((m["name"], m["pid"]), []).append((m, e))
+    for i, ((name, pid), parts) in enumerate(sorted(groups.items())):
+        meta = {"layout": "moodle", "lms_id": pid, "late": None, "alt_id": f"{name} ({pid})"}
+        sid = student_id(name)
+        dirs = [e for m, e in parts if e.is_dir() and m["plugin"] == "file"]
+        flat = [(m["rest"], e) for m, e in parts if not e.is_dir() and m["plugin"] == "file"]
+        entries_ = [e.name for _, e in parts]
+        if dirs:
+            path, kind = folder_content(dirs[0])
+            reason = "" if kind != "dir" or any(not is_junk(k.name) for k in dirs[0].iterdir()) else \
+                f"the Moodle submission folder of {shown(name)} is empty; accepted: {ACCEPTED}"
+            out.append(Submission(sid, path, "rejected" if reason else kind, note=reason,
+                                  meta={**meta, "entries": entries_, "source": dirs[0].name}))
+        elif flat:
+            s = _group(sid, flat, staging, f"{i:05d}-{pid}", "moodle", meta)
+            out.append(Submission(s.student, s.path, s.kind, s.note, meta={**s.meta, "entries": entries_}))
+        else:
+            out.append(Submission(sid, parts[0][1], "rejected", meta={**meta, "entries": entries_},
+                                  note=f"{shown(name)} submitted no file (only {shown(parts[0][0]['plugin'])}); "
+                                       f"accepted: {ACCEPTED}"))
+    return out
+
+
+def _gradescope_meta(root: Path) -> dict:
+    import yaml
+
+    path = root / GRADESCOPE_META
+    if path.stat().st_size > MAX_METADATA_BYTES:
+        raise ValueError(f"{GRADESCOPE_META} is over {MAX_METADATA_BYTES} bytes")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{GRADESCOPE_META} is not readable YAML ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{GRADESCOPE_META} is not a mapping of submission folders")
+    return data
+
+
+def _key(d: dict, name: str):
+    """Gradescope writes Ruby-symbol keys (``:name:``); accept them with or without the colons."""
+    for k, v in (d.items() if isinstance(d, dict) else ()):
+        if str(k).strip(":") == name:
+            return v
+    return None
+
+
+def gradescope(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
+    meta = _gradescope_meta(root)
+    listed = {str(k) for k in meta}
+    out = [_plain(e) for e in entries if e.name not in listed and e.name != GRADESCOPE_META]
+    for folder, info in sorted(meta.items(), key=lambda kv: str(kv[0])):
+        folder = str(folder)
+        d = root / folder
+        submitters = _key(info, "submitters")
+        submitters = [x for x in submitters if isinstance(x, dict)] if isinstance(submitters, list) else []
+        submitters = submitters or [{}]
+        lateness = next((v for k, v in (info or {}).items() if "late" in str(k).lower()), None)
+        created = _key(info, "created_at")
+        members = [str(_key(s, "sid") or _key(s, "email") or _key(s, "name") or folder) for s in submitters]
+        for s, ident in zip(submitters, members):
+            m = {"layout": "gradescope", "entries": [folder], "source": folder, "alt_id": f"{ident} ({folder})",
+                 "name": str(_key(s, "name") or ""), "email": str(_key(s, "email") or ""),
+                 "lms_id": str(_key(s, "sid") or ""), "late": None if lateness is None else bool(lateness),
+                 "submitted_at": str(created or "")}
+            if len(members) > 1:
+                m["group"] = [x for x in members if x != ident]
+            if not d.is_dir() or d.is_symlink() or ("/" in folder or folder in ("..", ".")):
+                out.append(Submission(student_id(ident), root, "rejected", meta=m,
+                                      note=f"{shown(folder)} is listed in {GRADESCOPE_META} but is not a folder "
+                                           "of the export"))
+                continue
+            kind, reason = classify(d)
+            path = d
+            if kind == "dir":
+                path, kind = folder_content(d)
+            out.append(Submission(student_id(ident), path, kind, note=reason, meta=m))
+    return out
+
+
+def classroom_prefix(names: list[str]) -> str:
+    """``hw1-`` for ``hw1-alice``, ``hw1-bob``: the common prefix, cut after its last dash."""
+    if len(names) < 2:
+        return names[0].split("-", 1)[0] + "-" if names and "-" in names[0] else ""
+    pre = os.path.commonprefix(names)
+    return pre[: pre.rfind("-") + 1] if "-" in pre else ""
+
+
+def classroom(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
+    dirs = [e for e in entries if e.is_dir() and not e.is_symlink()]
+    prefix = classroom_prefix([d.name for d in dirs])
+    out = []
+    for e in entries:
+        if e not in dirs or not prefix or not e.name.startswith(prefix) or len(e.name) == len(prefix):
+            out.append(_plain(e))
+            continue
+        login = e.name[len(prefix):]
+        s = _plain(e, layout="classroom", login=login, repository=e.name, late=None)
+        out.append(Submission(student_id(login), s.path, s.kind, s.note, meta={**s.meta, "alt_id": e.name}))
+    return out
+
+
+def plain(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
+    return [_plain(e) for e in entries]
+
+
+GROUPERS = {"plain": plain, "canvas": canvas, "moodle": moodle, "gradescope": gradescope, "classroom": classroom}
+
+
+def detect(root: Path, entries: list[Path]) -> str:
+    """The layout of a folder of submissions, from its names alone."""
+    if (root / GRADESCOPE_META).is_file():
+        return "gradescope"
+    names = [e.name for e in entries]
+    if names and sum(bool(MOODLE.match(n)) for n in names) * 2 > len(names):
+        return "moodle"
+    files = [e.name for e in entries if not e.is_dir()]
+    if files and sum(bool(CANVAS.match(n)) for n in files) * 2 > len(entries):
+        return "canvas"
+    dirs = [e for e in entries if e.is_dir() and not e.is_symlink()]
+    if len(dirs) >= 2 and len(dirs) * 2 > len(entries) and classroom_prefix([d.name for d in dirs]) \
+            and sum((d / ".git").exists() for d in dirs) * 2 >= len(dirs):
+        return "classroom"
+    return "plain"
