@@ -66,7 +66,8 @@ def _safe_mutants(mutants: MutantFn, part: str, case: LayerCase, ref) -> list:
     """Known wrong answers; one that cannot be formed for this shape (a broadcast error) is skipped."""
     out = []
     try:
-        candidates = mutants(part, case, ref)
+        with np.errstate(all="ignore"):  # a wrong formula may overflow on large logits: it is only compared
+            candidates = mutants(part, case, ref)
     except (ValueError, IndexError, FloatingPointError):
         return out
     for item in candidates:
