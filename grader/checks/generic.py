@@ -191,7 +191,10 @@ def check_read_only(ctx: Context, cases: list[LayerCase], parts: list[str], muta
         if isinstance(s2.forward, StudentError):
             out.append(error_case(label2, s2.forward, f"{case.cls}.forward"))
         else:
-            out.append(modified_case(label2, s2, f"{case.cls}.forward/backward") or CaseResult(label2, True))
+            judged = [CaseResult(label2, True) if usable(part_value(s2, p), scalar_ok=True) is not None else None
+                      for p in ["forward"] + [q for q in parts if q != "forward"]]
+            out.append(modified_case(label2, s2, f"{case.cls}.forward/backward")
+                       or _verdict(label2, judged, s2, parts, case.cls))
     return out
 
 
