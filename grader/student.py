@@ -19,9 +19,9 @@ from .intake.discover import is_submission_dir
 from .intake.extract import prepare
 from .sandbox.client import SandboxImpl
 
-FOOTER = ("These were the public checks, on fixed inputs. When your submission is graded, the same checks "
-          "run again on other shapes and values, and the MNIST training tests run as well: every rule they "
-          "enforce is already checked here.")
+FOOTER = ("These were the public checks, on fixed inputs. When your submission is graded, hidden checks run "
+          "the same checks again on other shapes and values, and the MNIST training tests run as well: every "
+          "rule the hidden checks enforce is already checked here.")
 
 
 def _default_path() -> Path:

@@ -78,7 +78,7 @@ def test_no_reference_code(release):
 
 def test_no_hidden_checks(release):
     text = "\n".join(p.read_text(errors="replace") for p in _files(release / "grader") if p.suffix in (".py", ".toml"))
-    for name in HIDDEN + ["check_linear_read_only", "check_logsoftmax_stability"]:
+    for name in HIDDEN:  # since issue 15 every check is public: HIDDEN may be empty
         assert name not in text, name
     # helpers of generic.py that only hidden checks use
     public_src = "\n".join(inspect.getsource(s.func) for s in REGISTRY.values() if s.public)

@@ -49,38 +49,38 @@ def mutants(part, case: LayerCase, ref) -> list:
     return []
 
 
-@check(C, "forward: X W + b", owns=VALUE_CAUSES + ("missing_bias",))
+@check(C, "forward: X W + b", public=True, owns=VALUE_CAUSES + ("missing_bias",))
 def check_linear_forward(ctx):
     """The output equals X @ W + b for non-square shapes, N = 1, N == M and N == D."""
     return check_part(ctx, cases(ctx.rng), "forward", mutants)
 
 
-@check(C, "backward: dL/dX", owns=VALUE_CAUSES + ("ignores_upstream", "dx_wrong_factor"))
+@check(C, "backward: dL/dX", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "dx_wrong_factor"))
 def check_linear_backward_input(ctx):
     """backward(G) returns G @ W.T, checked against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "input", mutants)
 
 
-@check(C, "backward: dL/dW", owns=VALUE_CAUSES + ("ignores_upstream",))
+@check(C, "backward: dL/dW", public=True, owns=VALUE_CAUSES + ("ignores_upstream",))
 def check_linear_backward_weight(ctx):
     """grad_W equals X.T @ G (shape (D, M)), checked against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "W", mutants)
 
 
-@check(C, "backward: dL/db", owns=VALUE_CAUSES + ("ignores_upstream", "bias_not_summed", "bias_keepdims", "wrong_axis"))
+@check(C, "backward: dL/db", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "bias_not_summed", "bias_keepdims", "wrong_axis"))
 def check_linear_backward_bias(ctx):
     """grad_b equals G.sum(axis=0) with shape (M,): the bias gradient summed over the batch."""
     return check_part(ctx, cases(ctx.rng), "b", mutants)
 
 
-@check(C, "inputs are not modified", owns=("modifies_input",))
+@check(C, "inputs are not modified", public=True, owns=("modifies_input",))
 def check_linear_read_only(ctx):
     """forward and backward work on read-only arrays and leave their arguments unchanged."""
     return check_read_only(ctx, cases(ctx.rng, corners=False), PARTS)
 
 
 @check(C, "backward twice gives the same gradients; uses the latest forward",
-       owns=("accumulates", "mutates_cache", "stale_cache"))
+       public=True, owns=("accumulates", "mutates_cache", "stale_cache"))
 def check_linear_backward_twice(ctx):
     """Gradients are assigned, not accumulated, and backward uses the most recent forward's input."""
     cs = cases(ctx.rng, corners=False)
@@ -88,13 +88,13 @@ def check_linear_backward_twice(ctx):
             + check_latest_forward(ctx, cs, ["input", "W", "b"], mutants))
 
 
-@check(C, "backward is linear in the upstream gradient", owns=("ignores_upstream", "nonlinear_upstream"))
+@check(C, "backward is linear in the upstream gradient", public=True, owns=("ignores_upstream", "nonlinear_upstream"))
 def check_linear_upstream(ctx):
     """Scaling G scales dL/dX, grad_W and grad_b by the same factor."""
     return check_upstream(ctx, cases(ctx.rng, corners=False), ["input", "W", "b"], mutants)
 
 
-@check(C, "float32 in, float32 out", owns=FLOAT32_CAUSES)
+@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES)
 def check_linear_float32(ctx):
     """With float32 inputs and parameters every output and gradient is float32 and accurate."""
     return check_float32(ctx, cases(ctx.rng, corners=False), PARTS, mutants)

@@ -66,31 +66,31 @@ def mutants(part, case: LayerCase, ref) -> list:
     return []
 
 
-@check(C, "forward: mean cross-entropy", owns=VALUE_CAUSES)
+@check(C, "forward: mean cross-entropy", public=True, owns=VALUE_CAUSES)
 def check_logisticregression_forward(ctx):
     """The loss equals the mean binary cross-entropy of sigmoid(X w + b) against y."""
     return check_part(ctx, cases(ctx.rng), "forward", mutants)
 
 
-@check(C, "backward: dL/dX", owns=VALUE_CAUSES + ("upstream_scale_ignored", "dx_wrong_factor", "zero_input_gradient"))
+@check(C, "backward: dL/dX", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored", "dx_wrong_factor", "zero_input_gradient"))
 def check_logisticregression_backward_input(ctx):
     """backward(g) returns g * outer(p - y, w) / N, against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "input", mutants)
 
 
-@check(C, "backward: dL/dw", owns=VALUE_CAUSES + ("upstream_scale_ignored",))
+@check(C, "backward: dL/dw", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored",))
 def check_logisticregression_backward_weight(ctx):
     """grad_w equals g * X.T @ (p - y) / N, against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "w", mutants)
 
 
-@check(C, "backward: dL/db", owns=VALUE_CAUSES + ("upstream_scale_ignored", "bias_not_summed", "bias_keepdims"))
+@check(C, "backward: dL/db", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored", "bias_not_summed", "bias_keepdims"))
 def check_logisticregression_backward_bias(ctx):
     """grad_b equals g * sum(p - y) / N, with the shape () of b."""
     return check_part(ctx, cases(ctx.rng), "b", mutants)
 
 
-@check(C, "stable for logits of +-1e3", owns=("unstable", "not_finite"))
+@check(C, "stable for logits of +-1e3", public=True, owns=("unstable", "not_finite"))
 def check_logisticregression_stability(ctx):
     """Every logit is +-1000: the loss stays finite and exact (np.logaddexp), gradients finite."""
     rng = ctx.rng
@@ -107,14 +107,14 @@ def _rescaled(case: LayerCase, factor: float) -> LayerCase:
     return replace(case, inputs=(X * factor, y))
 
 
-@check(C, "inputs are not modified", owns=("modifies_input",))
+@check(C, "inputs are not modified", public=True, owns=("modifies_input",))
 def check_logisticregression_read_only(ctx):
     """forward and backward work on read-only X and y and leave them unchanged."""
     return check_read_only(ctx, cases(ctx.rng, corners=False), PARTS)
 
 
 @check(C, "backward twice, and linear in grad_output",
-       owns=("accumulates", "mutates_cache", "upstream_scale_ignored", "nonlinear_upstream", "stale_cache"))
+       public=True, owns=("accumulates", "mutates_cache", "upstream_scale_ignored", "nonlinear_upstream", "stale_cache"))
 def check_logisticregression_twice_and_upstream(ctx):
     """A second backward gives the same gradients; grad_output scales all of them."""
     cs = cases(ctx.rng, corners=False)
@@ -122,7 +122,7 @@ def check_logisticregression_twice_and_upstream(ctx):
             + check_latest_forward(ctx, cs, ["input", "w", "b"], mutants))
 
 
-@check(C, "float32 in, float32 out", owns=FLOAT32_CAUSES + ("int_labels_upcast",))
+@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES + ("int_labels_upcast",))
 def check_logisticregression_float32(ctx):
     """float32 X, w and b give float32 gradients (dL/dX included) and an accurate loss, with integer
     and with float labels."""

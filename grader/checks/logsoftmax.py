@@ -73,20 +73,20 @@ def mutants(part, case: LayerCase, ref) -> list:
     return []
 
 
-@check(C, "forward: T - logsumexp(T)", owns=VALUE_CAUSES + WRONG_Y)
+@check(C, "forward: T - logsumexp(T)", public=True, owns=VALUE_CAUSES + WRONG_Y)
 def check_logsoftmax_forward(ctx):
     """The output equals T - logsumexp(T, axis=1, keepdims=True), also for N = 1 and N == K."""
     return check_part(ctx, cases(ctx.rng), "forward", mutants)
 
 
 @check(C, "backward: G - softmax(T) * sum(G)",
-       owns=VALUE_CAUSES + WRONG_Y + ("softmax_jacobian", "softmax_not_normalised", "ignores_upstream"))
+       public=True, owns=VALUE_CAUSES + WRONG_Y + ("softmax_jacobian", "softmax_not_normalised", "ignores_upstream"))
 def check_logsoftmax_backward(ctx):
     """backward(G) equals G - softmax(T) * G.sum(axis=1, keepdims=True), against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "input", mutants)
 
 
-@check(C, "stable for logits of 1e3 and 1e5", owns=("unstable", "not_finite"))
+@check(C, "stable for logits of 1e3 and 1e5", public=True, owns=("unstable", "not_finite"))
 def check_logsoftmax_stability(ctx):
     """Logits of size 1e3 and 1e5 (and all-equal rows): finite, exact outputs and gradients."""
     rng = ctx.rng
@@ -100,7 +100,7 @@ def check_logsoftmax_stability(ctx):
     return out
 
 
-@check(C, "rows are independent", owns=("wrong_axis", "missing_keepdims"))
+@check(C, "rows are independent", public=True, owns=("wrong_axis", "missing_keepdims"))
 def check_logsoftmax_row_independence(ctx):
     """Changing one row of T changes only that row of the output (normalising over axis=1)."""
     rng = ctx.rng
@@ -124,14 +124,14 @@ def check_logsoftmax_row_independence(ctx):
     return [CaseResult(label, True)]
 
 
-@check(C, "inputs are not modified", owns=("modifies_input",))
+@check(C, "inputs are not modified", public=True, owns=("modifies_input",))
 def check_logsoftmax_read_only(ctx):
     """forward and backward work on read-only arrays and leave T and G unchanged."""
     return check_read_only(ctx, cases(ctx.rng, corners=False), ["forward", "input"])
 
 
 @check(C, "backward twice, and linear in G",
-       owns=("accumulates", "mutates_cache", "ignores_upstream", "nonlinear_upstream", "stale_cache"))
+       public=True, owns=("accumulates", "mutates_cache", "ignores_upstream", "nonlinear_upstream", "stale_cache"))
 def check_logsoftmax_twice_and_upstream(ctx):
     """A second backward gives the same result; scaling G scales it; backward uses the latest forward."""
     cs = cases(ctx.rng, corners=False)
@@ -139,7 +139,7 @@ def check_logsoftmax_twice_and_upstream(ctx):
             + check_latest_forward(ctx, cs, ["input"], mutants))
 
 
-@check(C, "float32 in, float32 out", owns=FLOAT32_CAUSES)
+@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES)
 def check_logsoftmax_float32(ctx):
     """float32 logits and upstream gradient give float32 results."""
     return check_float32(ctx, cases(ctx.rng, corners=False), ["forward", "input"], mutants)

@@ -91,31 +91,31 @@ def _sum_cases(ctx, part) -> list[CaseResult]:
     return out
 
 
-@check(C, "forward, reduction='mean'", owns=VALUE)
+@check(C, "forward, reduction='mean'", public=True, owns=VALUE)
 def check_nllloss_forward_mean(ctx):
     """The loss equals -mean_i log_probs[i, target[i]] and comes back as a float."""
     return _value_cases(ctx, cases(ctx.rng, "mean"), "forward")
 
 
-@check(C, "forward, reduction='sum'", owns=VALUE)
+@check(C, "forward, reduction='sum'", public=True, owns=VALUE)
 def check_nllloss_forward_sum(ctx):
     """With reduction='sum' the loss equals -sum_i log_probs[i, target[i]] (N times the 'mean' loss)."""
     return _sum_cases(ctx, "forward")
 
 
-@check(C, "backward, reduction='mean'", owns=VALUE)
+@check(C, "backward, reduction='mean'", public=True, owns=VALUE)
 def check_nllloss_backward_mean(ctx):
     """backward(g) puts -g/N at [i, target[i]] and 0 elsewhere; checked against central differences."""
     return _value_cases(ctx, cases(ctx.rng, "mean"), "input")
 
 
-@check(C, "backward, reduction='sum'", owns=VALUE)
+@check(C, "backward, reduction='sum'", public=True, owns=VALUE)
 def check_nllloss_backward_sum(ctx):
     """With reduction='sum' backward(g) puts -g at [i, target[i]] (N times the 'mean' gradient)."""
     return _sum_cases(ctx, "input")
 
 
-@check(C, "inputs are not modified; backward twice", owns=("modifies_input", "accumulates", "mutates_cache", "stale_cache"))
+@check(C, "inputs are not modified; backward twice", public=True, owns=("modifies_input", "accumulates", "mutates_cache", "stale_cache"))
 def check_nllloss_read_only(ctx):
     """forward and backward work on read-only arrays, leave them unchanged, and a second backward agrees."""
     cs = cases(ctx.rng, "mean", corners=False)
@@ -123,7 +123,7 @@ def check_nllloss_read_only(ctx):
             + check_latest_forward(ctx, cs, ["input"]))
 
 
-@check(C, "float32 in, float32 out", owns=FLOAT32_CAUSES)
+@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES)
 def check_nllloss_float32(ctx):
     """float32 log-probabilities give a float32 gradient."""
     return check_float32(ctx, cases(ctx.rng, "mean", corners=False) + cases(ctx.rng, "sum", corners=False),

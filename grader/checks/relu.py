@@ -41,19 +41,19 @@ def mutants(part, case: LayerCase, ref) -> list:
     return []
 
 
-@check(C, "forward: max(X, 0)", owns=VALUE_CAUSES + ("leaky_relu",))
+@check(C, "forward: max(X, 0)", public=True, owns=VALUE_CAUSES + ("leaky_relu",))
 def check_relu_forward(ctx):
     """The output equals max(X, 0) elementwise, for 2-d and 3-d inputs."""
     return check_part(ctx, cases(ctx.rng), "forward", mutants)
 
 
-@check(C, "backward: G * (X > 0)", owns=VALUE_CAUSES + ("ignores_upstream", "relu_inverted_mask", "relu_output_mask", "relu_of_gradient"))
+@check(C, "backward: G * (X > 0)", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "relu_inverted_mask", "relu_output_mask", "relu_of_gradient"))
 def check_relu_backward(ctx):
     """backward(G) passes G where X > 0 and 0 elsewhere, against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "input", mutants)
 
 
-@check(C, "derivative 0 at exactly 0", owns=("relu_at_zero",))
+@check(C, "derivative 0 at exactly 0", public=True, owns=("relu_at_zero",))
 def check_relu_at_zero(ctx):
     """Inputs holding exact zeros: forward gives 0 there and backward passes no gradient there.
 
@@ -82,21 +82,21 @@ def check_relu_at_zero(ctx):
     return out
 
 
-@check(C, "inputs are not modified", owns=("modifies_input",))
+@check(C, "inputs are not modified", public=True, owns=("modifies_input",))
 def check_relu_read_only(ctx):
     """forward and backward work on read-only arrays and leave X and G unchanged."""
     return check_read_only(ctx, cases(ctx.rng, corners=False), ["forward", "input"])
 
 
 @check(C, "backward is linear in G and uses the latest forward",
-       owns=("ignores_upstream", "nonlinear_upstream", "stale_cache"))
+       public=True, owns=("ignores_upstream", "nonlinear_upstream", "stale_cache"))
 def check_relu_upstream(ctx):
     """Scaling G scales dL/dX by the same factor; after two forwards the mask of the second is used."""
     cs = cases(ctx.rng, corners=False)
     return check_upstream(ctx, cs, ["input"], mutants) + check_latest_forward(ctx, cs, ["input"], mutants)
 
 
-@check(C, "float32 in, float32 out", owns=FLOAT32_CAUSES)
+@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES)
 def check_relu_float32(ctx):
     """float32 input and upstream gradient give float32 results."""
     return check_float32(ctx, cases(ctx.rng, corners=False), ["forward", "input"], mutants)
