@@ -103,7 +103,8 @@ def test_no_hidden_checks(release):
 def test_shipped_modules_parse_and_cut_copies_are_smaller(release):
     for p in (release / "grader").rglob("*.py"):
         ast.parse(p.read_text())
-    for mod in ("checks/generic.py", "checks/linear.py", "pipeline.py", "cli.py"):
+    # since issue 15 every check is public, so the check modules ship whole; the grading machinery does not
+    for mod in ("pipeline.py", "cli.py"):
         assert len((release / "grader" / mod).read_text()) < len((ROOT / "grader" / mod).read_text()), mod
 
 

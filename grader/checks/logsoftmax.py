@@ -43,12 +43,12 @@ def mutants(part, case: LayerCase, ref) -> list:
     K = T.shape[1]
     Y = T - _lse(T, 1)
     S = np.exp(Y)
-    m = T.max(axis=1, keepdims=True)
+    row_max = T.max(axis=1, keepdims=True)
     # wrong forward outputs; a correct backward that uses the cached output inherits the mistake
     wrong_y = [("wrong_axis", T - _lse(T, 0), "normalised over axis=0"),
                ("wrong_axis", T - _lse(T.ravel(), 0), "normalised over the whole array"),
                ("returns_softmax", S, "softmax(T), not log-softmax"),
-               ("row_offset", Y + m, "T - log(sum(exp(T - max))): the max is never added back"),
+               ("row_offset", Y + row_max, "T - log(sum(exp(T - max))): the max is never added back"),
                ("mean_not_sum", Y + np.log(K), "log of the mean of exp, not of the sum")]
     if T.shape[0] == T.shape[1]:
         wrong_y.append(("missing_keepdims", T - _lse(T, 1).ravel()[None, :], "logsumexp without keepdims"))
