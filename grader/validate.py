@@ -59,6 +59,8 @@ def owners_problems(mod, r: SubmissionResult) -> list[str]:
         owns = REGISTRY[t.check].owns
         if t.score < t.max_score - 1e-9 and not owns & declared:
             out.append(f"{t.name} lost points ({', '.join(t.causes) or 'no cause'}) but owns none of {sorted(declared)}")
+        elif t.score < t.max_score - 1e-9 and not set(t.causes) & declared:
+            out.append(f"{t.name} lost points for {sorted(t.causes)}, none of them declared ({sorted(declared)})")
         stray = set(t.causes) - owns
         if stray:
             out.append(f"{t.name} reports {sorted(stray)}, which it does not own")
@@ -186,10 +188,10 @@ def _validate(*, secret: str, fixtures: str | None, sandbox: bool, verbose: bool
         vs = [r for r in rows if r.component == comp]
         caught = sum(comp in r.lost for r in vs)
         print(f"  {comp:<20} {len(vs):>3} variants, {caught:>3} caught, {sum(r.named for r in vs):>3} named", file=out)
-    if DATA_DEPENDENT:
-        print("\ndata-dependent variants (may lose hidden points while passing the public checks):", file=out)
-        for name, reason in DATA_DEPENDENT.items():
-            print(f"  {name}: {reason}", file=out)
+    print("\ndata-dependent variants (may lose hidden points while passing the public checks):"
+          + ("" if DATA_DEPENDENT else " none"), file=out)
+    for name, reason in DATA_DEPENDENT.items():
+        print(f"  {name}: {reason}", file=out)
     hidden = [r.name for r in rows[3 if sandbox else 2:] if "hidden-only" in r.why]
     print(f"\nno hidden-only rule: {n_var - len(hidden)} of {n_var} variants that lose points fail a public check "
           f"(or are listed as data-dependent)", file=out)

@@ -32,8 +32,7 @@ def github_summary(results: list[SubmissionResult]) -> str:
         comps = r.component_scores()
         overview = cause_overview(summarize_causes(feedback_items(r)))
         if overview:
-            lines[-2:-2] = [_md_cell(x) if x and not x.startswith("## ") else x
-                            for x in overview[2:]] + [""]
+            lines[-2:-2] = ["**What to fix**", ""] + [_md_cell(x) if x else x for x in overview[2:]]
         for comp, (s, m) in comps.items():
             causes = sorted({c for t in r.tests if t.component == comp for c in t.causes})
             named = ", ".join(CAUSES[c].title if c in CAUSES else c for c in causes) or "-"
