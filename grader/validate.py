@@ -114,6 +114,31 @@ def validate(*, secret: str = "validate", fixtures: str | None = None, sandbox: 
         return _validate(secret=secret, fixtures=fixtures, sandbox=sandbox, verbose=verbose, mnist=mnist, out=out)
 
 
+def _variant_row(name: str, mod, opts: GradeOptions) -> Row:
+    """Grade one known-buggy variant and say whether it was treated as the catalogue requires."""
+    comp, cause = mod.COMPONENT, mod.CAUSE
+    accepted = {cause, *getattr(mod, "ALSO", ())} - SYMPTOMS
+    r = _grade(variant_impl(mod), opts, mnist_only=MNIST_OF[comp])
+    lost = _lost(r)
+    comp_causes = sorted({c for t in r.tests if t.component == comp for c in t.causes})
+    allowed = {comp, MNIST_OF[comp]}
+    why = []
+    if cause in SYMPTOMS:
+        why.append(f"declared cause {cause!r} is a symptom class, not a named cause")
+    if comp not in lost:
+        why.append(f"no points lost on {comp}")
+    if set(lost) - allowed:
+        why.append(f"points lost outside {comp}: {', '.join(sorted(set(lost) - allowed))}")
+    named = bool(accepted & set(comp_causes))
+    if not named:
+        why.append(f"cause {cause!r} not named (named: {', '.join(comp_causes) or 'none'})")
+    why += owners_problems(mod, r)
+    if hidden_only(r) and name not in DATA_DEPENDENT:
+        why.append("loses hidden points but passes every public check (a hidden-only rule)")
+    return Row(name, f"{comp}: {cause}", r.score, r.max_score, lost, comp_causes, not why,
+               "; ".join(why), comp, named and comp in lost)
+
+
 def _validate(*, secret: str, fixtures: str | None, sandbox: bool, verbose: bool, mnist: bool, out) -> int:
     from threadpoolctl import threadpool_limits
 
@@ -151,28 +176,12 @@ def _validate(*, secret: str, fixtures: str | None, sandbox: bool, verbose: bool
         except Exception as exc:
             rows.append(Row(path.stem, "?", 0, 0, {}, [], False, f"fixture does not load: {exc!r}"))
             continue
-        comp, cause = mod.COMPONENT, mod.CAUSE
-        accepted = {cause, *getattr(mod, "ALSO", ())} - SYMPTOMS
-        r = _grade(variant_impl(mod), opts, mnist_only=MNIST_OF[comp])
-        lost = _lost(r)
-        comp_causes = sorted({c for t in r.tests if t.component == comp for c in t.causes})
-        allowed = {comp, MNIST_OF[comp]}
-        why = []
-        if cause in SYMPTOMS:
-            why.append(f"declared cause {cause!r} is a symptom class, not a named cause")
-        if comp not in lost:
-            why.append(f"no points lost on {comp}")
-        if set(lost) - allowed:
-            why.append(f"points lost outside {comp}: {', '.join(sorted(set(lost) - allowed))}")
-        named = bool(accepted & set(comp_causes))
-        if not named:
-            why.append(f"cause {cause!r} not named (named: {', '.join(comp_causes) or 'none'})")
-        why += owners_problems(mod, r)
-        if hidden_only(r) and path.stem not in DATA_DEPENDENT:
-            why.append("loses hidden points but passes every public check (a hidden-only rule)")
-        rows.append(Row(path.stem, f"{comp}: {cause}", r.score, r.max_score, lost, comp_causes, not why,
-                        "; ".join(why), comp, named and comp in lost))
+        rows.append(_variant_row(path.stem, mod, opts))
 
+    return _print_table(rows, sandbox, out)
+
+
+def _print_table(rows: list[Row], sandbox: bool, out) -> int:
     width = max(len(r.name) for r in rows)
     print(f"{'implementation':<{width}}  {'score':>11}  {'ok':<4} expected / lost / named", file=out)
     for r in rows:
