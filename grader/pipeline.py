@@ -19,6 +19,7 @@ from .checks import REGISTRY, run_check
 from .checks.base import CheckResult
 from .checks.mnist import LOGREG, MLP, MnistRun, Protocol, datasets, train_and_score
 from .diagnosis.explain import explain, sanitize
+from .diagnosis.attribution import attribute_mnist
 from .diagnosis.causes import CAUSES
 from .intake import IntakeError, Submission, prepare
 from .sandbox.client import LocalImpl, SandboxConfig, SandboxImpl
@@ -185,6 +186,7 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
         result.timings[p.check] = round(time.perf_counter() - t, 4)
         tests[(p.check, p.visibility)] = _score_mnist(p, run, ref_stats, rubric)
     result.tests = [tests[(p.check, p.visibility)] for p in planned]
+    attribute_mnist(result)  # a failing MNIST test names the component checks' cause (issue 15)
     result.status, result.reason = _status(result.tests)
     return result
 

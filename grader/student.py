@@ -11,15 +11,17 @@ import tempfile
 from pathlib import Path
 
 from .checks import COMPONENTS, REGISTRY, CheckResult, run_check
+from .diagnosis.causes import SYMPTOMS
 from .diagnosis.explain import explain
+from .report.feedback import cause_overview, summarize_causes
 from .intake import Submission
 from .intake.discover import is_submission_dir
 from .intake.extract import prepare
 from .sandbox.client import SandboxConfig, SandboxImpl
 
-FOOTER = ("These were the public checks only. When your submission is graded, hidden checks with other "
-          "shapes and values (read-only inputs, float32, large logits, N = 1, ...) and the MNIST training "
-          "tests run as well.")
+FOOTER = ("These were the public checks, on fixed inputs. When your submission is graded, hidden checks run "
+          "the same checks again on other shapes and values, and the MNIST training tests run as well: every "
+          "rule the hidden checks enforce is already checked here.")
 
 
 def _default_path() -> Path:
@@ -50,7 +52,12 @@ def run_public(path: str | Path | None = None, component: str | None = None) -> 
 
 
 def format_results(results: list[CheckResult]) -> str:
-    lines = []
+    """The causes found first (each once, with the checks it failed; the first is what to fix first),
+    then each component's checks, a diagnosis already shown referred to instead of repeated."""
+    items = [(r.component, f"{r.component}: {r.title}", tuple(r.causes), None) for r in results
+             if not r.passed and not r.not_attempted and r.causes]
+    lines = cause_overview(summarize_causes(items), md=False, points=False)
+    shown: dict[tuple, str] = {}
     for comp in COMPONENTS:
         rs = [r for r in results if r.component == comp]
         if not rs:
@@ -60,8 +67,14 @@ def format_results(results: list[CheckResult]) -> str:
         for r in rs:
             mark = "PASS" if r.passed else ("TODO" if r.not_attempted else "FAIL")
             lines.append(f"  [{mark}] {r.title}")
-            if not r.passed:
-                lines += ["         " + line for line in explain(r).splitlines()]
+            if r.passed:
+                continue
+            key = tuple(r.causes)
+            if key in shown and any(c not in SYMPTOMS for c in key):
+                lines.append(f"         same cause as above: see {shown[key]}")
+                continue
+            shown.setdefault(key, f"{comp}: {r.title}")
+            lines += ["         " + line for line in explain(r).splitlines()]
     lines += ["", FOOTER]
     return "\n".join(lines)
 

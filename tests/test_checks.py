@@ -34,7 +34,7 @@ def test_grader_validate_passes():
 
 def test_catalogue_is_large_and_covers_every_component():
     comps = [load_variant(p).COMPONENT for p in BUGGY]
-    assert len(comps) >= 25
+    assert len(comps) >= 80
     for c in ("Linear", "ReLU", "LogSoftmax", "NLLLoss", "LogisticRegression"):
         assert comps.count(c) >= 5, c
 
@@ -111,7 +111,8 @@ def test_diagnosis_names_transpose_scale_sign(arrays):
     assert diagnose_array(-n, n, tol=1e-9, what="x").cause == "sign"
     assert diagnose_array(n * 5, n, tol=1e-9, what="x", batch=5).cause == "scale_N"
     assert diagnose_array(n / 5, n, tol=1e-9, what="x", batch=5).cause == "scale_1_over_N"
-    assert diagnose_array(n * 2, n, tol=1e-9, what="x").cause == "accumulates"
+    # a factor 2 in a single call is not accumulation (that is the backward-twice check's finding)
+    assert diagnose_array(n * 2, n, tol=1e-9, what="x").cause == "wrong_values"
     assert diagnose_array(n + 1e-13, n, tol=1e-9, what="x").ok  # negative control: within tolerance
 
 
@@ -139,3 +140,111 @@ def test_hidden_feedback_never_reveals_expected_values():
     import re
     numbers = re.findall(r"-?\d+\.\d{4,}", text)
     assert not numbers, numbers  # only summaries (%, sizes, 3-digit error figures), never array entries
+
+
+# --- one mistake, one deduction, one named cause (issue 15) ---------------------------------------
+
+from grader.diagnosis.causes import CAUSES, SYMPTOMS  # noqa: E402
+from grader.validate import DATA_DEPENDENT, hidden_only, owners_problems  # noqa: E402
+
+
+@pytest.mark.parametrize("path", BUGGY, ids=lambda p: p.stem)
+def test_variant_is_caught_named_and_charged_only_by_its_checks(path):
+    """Points lost only on the declared component, only by checks that own one of the declared causes,
+    no check reporting a cause it does not own, the declared cause named (never a symptom class), and
+    a public check failed whenever hidden points are lost."""
+    mod = load_variant(path)
+    assert mod.CAUSE in CAUSES and mod.CAUSE not in SYMPTOMS, mod.CAUSE
+    r = _checks_only(variant_impl(mod), "per-variant")
+    lost = {t.component for t in r.tests if t.score < t.max_score - 1e-9}
+    assert lost == {mod.COMPONENT}, lost
+    named = {c for t in r.tests for c in t.causes} - SYMPTOMS
+    assert ({mod.CAUSE, *mod.ALSO} - SYMPTOMS) & named, named
+    assert not owners_problems(mod, r)
+    assert path.stem in DATA_DEPENDENT or not hidden_only(r)
+
+
+def test_every_data_dependent_variant_exists_and_says_why():
+    stems = {p.stem for p in BUGGY}
+    for name, reason in DATA_DEPENDENT.items():
+        assert name in stems and len(reason) > 20
+
+
+def test_owned_causes_are_known_and_property_checks_own_little():
+    for spec in REGISTRY.values():
+        assert spec.owns - {"grader_error"} <= set(CAUSES), spec.id
+    # the property checks do not own value causes: a wrong value is never charged there again
+    for cid in ("Linear.read_only", "Linear.backward_twice", "Linear.upstream", "Linear.float32"):
+        assert not REGISTRY[cid].owns & {"wrong_values", "bias_not_summed", "transposed", "sign"}, cid
+
+
+def test_no_hidden_only_check():
+    """Every check also runs on the fixed public cases, so no rule is enforced by hidden cases only."""
+    assert all(spec.public for spec in REGISTRY.values())
+
+
+class _Zeros:
+    """A do-nothing student: every method returns zeros of the right shape."""
+
+    def __init__(self, *a, **k):
+        self.W = self.b = self.w = None
+
+    def forward(self, X, *rest):
+        self._X = X
+        return np.zeros((X.shape[0], self.W.shape[1])) if self.W is not None else np.zeros_like(X)
+
+    def backward(self, G=1.0):
+        self.grad_W, self.grad_b = np.zeros_like(self.W), np.zeros_like(self.b)
+        return np.zeros_like(self._X)
+
+    def parameters(self):
+        return {"W": self.W, "b": self.b}
+
+    def gradients(self):
+        return {"W": self.grad_W, "b": self.grad_b}
+
+
+def test_do_nothing_code_earns_no_property_points():
+    """Negative control of the self-consistency checks: zeros are consistent with themselves, but
+    there is nothing to judge, so read-only, twice, linearity and float32 give no credit."""
+    import solutions.layers as L
+    import solutions.logistic_regression as LR
+
+    classes = {"Linear": _Zeros, "ReLU": L.ReLU, "LogSoftmax": L.LogSoftmax, "NLLLoss": L.NLLLoss,
+               "LogisticRegression": LR.LogisticRegression}
+    r = _checks_only(LocalImpl(classes), "zeros")
+    for t in r.tests:
+        if t.component == "Linear":
+            assert t.score == 0, (t.name, t.output)
+    assert any("untestable" in t.causes for t in r.tests if t.check == "Linear.upstream")
+
+
+def test_scalar_loss_gets_no_least_squares_scale():
+    loss = np.asarray(0.7)
+    f = diagnose_array(np.asarray(0.3), loss, tol=1e-9, what="loss", scalar_ok=True, batch=5)
+    assert f.cause == "wrong_values" and "times" not in f.detail and "differs" in f.detail
+    assert diagnose_array(np.asarray(3.5), loss, tol=1e-9, what="loss", scalar_ok=True, batch=5).cause == "scale_N"
+    assert diagnose_array(np.asarray(-0.7), loss, tol=1e-9, what="loss", scalar_ok=True, batch=5).cause == "sign"
+    assert diagnose_array(np.asarray(0.7), loss, tol=1e-9, what="loss", scalar_ok=True, batch=5).ok
+
+
+def test_bob_loses_only_the_bias_checks_and_mnist_names_the_bias(tmp_path):
+    """The demo's bob: one mistake, Linear 15/18, MNIST-MLP names the bias gradient, and the cause
+    is printed once at the top of the feedback."""
+    from grader.report.feedback import render_feedback
+
+    sub = Submission("bob", ROOT / "data/examples/bob_bias_bug.zip", "zip")
+    r = grade_submission(sub, GradeOptions(secret="bob", sandbox=False))
+    comps = r.component_scores()
+    assert comps["Linear"] == (15.0, 18.0)
+    lost = {t.check for t in r.tests if t.score < t.max_score}
+    assert lost == {"Linear.backward_bias", "MNIST-MLP"}, lost
+    mnist = next(t for t in r.tests if t.component == "MNIST-MLP")
+    assert "bias_not_summed" in mnist.causes and "bias gradient" in mnist.output.splitlines()[0]
+    assert "see the Linear checks" in mnist.output
+    md = render_feedback(r)
+    top = md.split("## LogisticRegression")[0]
+    assert "## What to fix" in top and top.count("bias gradient not summed over the batch") == 1
+    assert "Fix first:" in top
+    assert md.count("gradient of b (grad_b) has shape") == 4  # the public check's cases only; hidden refers to it
+    assert "Same cause as above" in md

@@ -78,7 +78,7 @@ def test_no_reference_code(release):
 
 def test_no_hidden_checks(release):
     text = "\n".join(p.read_text(errors="replace") for p in _files(release / "grader") if p.suffix in (".py", ".toml"))
-    for name in HIDDEN + ["check_linear_read_only", "check_logsoftmax_stability"]:
+    for name in HIDDEN:  # since issue 15 every check is public: HIDDEN may be empty
         assert name not in text, name
     # helpers of generic.py that only hidden checks use
     public_src = "\n".join(inspect.getsource(s.func) for s in REGISTRY.values() if s.public)
@@ -103,7 +103,8 @@ def test_no_hidden_checks(release):
 def test_shipped_modules_parse_and_cut_copies_are_smaller(release):
     for p in (release / "grader").rglob("*.py"):
         ast.parse(p.read_text())
-    for mod in ("checks/generic.py", "checks/linear.py", "pipeline.py", "cli.py"):
+    # since issue 15 every check is public, so the check modules ship whole; the grading machinery does not
+    for mod in ("pipeline.py", "cli.py"):
         assert len((release / "grader" / mod).read_text()) < len((ROOT / "grader" / mod).read_text()), mod
 
 

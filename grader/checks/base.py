@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..diagnosis import Finding
+from ..diagnosis.causes import CAUSES, RUN_FAILURES
 from ..sandbox.client import StudentError
 
 PUBLIC_SEED = "public-checks-v1"
@@ -74,18 +75,29 @@ class CheckSpec:
     func: Callable[["Context"], list[CaseResult]]
     public: bool
     note: str
+    #: the causes this check judges (plus :data:`RUN_FAILURES`): a failing case of this check never
+    #: carries another cause, so one mistake is priced only by the checks about it (issue 15)
+    owns: frozenset = frozenset()
 
 
 REGISTRY: dict[str, CheckSpec] = {}
 
 
-def check(component: str, title: str, *, public: bool = False):
-    """Register ``func`` as the check ``<component>.<name without check_ prefix>``."""
+def check(component: str, title: str, *, owns, public: bool = False):
+    """Register ``func`` as the check ``<component>.<name without check_ prefix>``.
+
+    ``owns``: the cause ids this check judges. ``public``: also run on the fixed public cases (every
+    check of this grader is, so that no rule is enforced by hidden cases only, issue 15; the release
+    reads the literal ``public=True`` to decide what students get)."""
 
     def deco(func):
         name = func.__name__.removeprefix("check_").removeprefix(component.lower() + "_")
         cid = f"{component}.{name}"
-        REGISTRY[cid] = CheckSpec(cid, component, title, func, public, (func.__doc__ or "").strip().split("\n")[0])
+        unknown = sorted(set(owns) - set(CAUSES))
+        if unknown:
+            raise ValueError(f"check {cid} owns unknown causes {unknown}")
+        REGISTRY[cid] = CheckSpec(cid, component, title, func, public, (func.__doc__ or "").strip().split("\n")[0],
+                                  frozenset(owns) | RUN_FAILURES)
         return func
 
     return deco

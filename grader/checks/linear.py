@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from .base import check
-from .generic import (check_float32, check_latest_forward, check_part, check_read_only, check_twice, check_upstream,
-                      distinct_dims)
+from .generic import (FLOAT32_CAUSES, VALUE_CAUSES, check_float32, check_latest_forward, check_part, check_read_only,
+                      check_twice, check_upstream, distinct_dims)
 from .runs import LayerCase
 
 C = "Linear"
@@ -29,54 +29,58 @@ def cases(rng, *, corners: bool = True) -> list[LayerCase]:
 
 def mutants(part, case: LayerCase, ref) -> list:
     X, = case.inputs
+    X = np.asarray(X, dtype=np.float64)
     G = np.asarray(case.upstream, dtype=np.float64)
     W = case.params["W"].astype(np.float64)
     ones = np.ones_like(G)
     if part == "forward":
-        return [("wrong_values", X @ W)]
+        return [("missing_bias", X @ W, "X @ W without + b")]
     if part == "input":
-        return [("ignores_upstream", ones @ W.T)]
+        out = [("ignores_upstream", ones @ W.T),
+               ("dx_wrong_factor", G @ (X.T @ G).T, "G @ grad_W.T: the weight gradient, not W")]
+        if G.shape[1] == X.shape[0]:
+            out.append(("dx_wrong_factor", G @ X, "G @ X: the input, not W"))
+        return out
     if part == "W":
         return [("ignores_upstream", X.T @ ones)]
     if part == "b":
-        out = [("ignores_upstream", ones.sum(axis=0))]
-        if G.shape[0] == G.shape[1]:
-            out.append(("wrong_axis", G.sum(axis=1)))
-        return out
+        return [("ignores_upstream", ones.sum(axis=0)),
+                ("wrong_axis", G.sum(axis=1), "G.sum(axis=1): summed over the outputs, not the batch")]
     return []
 
 
-@check(C, "forward: X W + b", public=True)
+@check(C, "forward: X W + b", public=True, owns=VALUE_CAUSES + ("missing_bias",))
 def check_linear_forward(ctx):
     """The output equals X @ W + b for non-square shapes, N = 1, N == M and N == D."""
     return check_part(ctx, cases(ctx.rng), "forward", mutants)
 
 
-@check(C, "backward: dL/dX", public=True)
+@check(C, "backward: dL/dX", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "dx_wrong_factor"))
 def check_linear_backward_input(ctx):
     """backward(G) returns G @ W.T, checked against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "input", mutants)
 
 
-@check(C, "backward: dL/dW", public=True)
+@check(C, "backward: dL/dW", public=True, owns=VALUE_CAUSES + ("ignores_upstream",))
 def check_linear_backward_weight(ctx):
     """grad_W equals X.T @ G (shape (D, M)), checked against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "W", mutants)
 
 
-@check(C, "backward: dL/db", public=True)
+@check(C, "backward: dL/db", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "bias_not_summed", "bias_keepdims", "wrong_axis"))
 def check_linear_backward_bias(ctx):
     """grad_b equals G.sum(axis=0) with shape (M,): the bias gradient summed over the batch."""
     return check_part(ctx, cases(ctx.rng), "b", mutants)
 
 
-@check(C, "inputs are not modified")
+@check(C, "inputs are not modified", public=True, owns=("modifies_input",))
 def check_linear_read_only(ctx):
     """forward and backward work on read-only arrays and leave their arguments unchanged."""
-    return check_read_only(ctx, cases(ctx.rng, corners=False), PARTS, mutants)
+    return check_read_only(ctx, cases(ctx.rng, corners=False), PARTS)
 
 
-@check(C, "backward twice gives the same gradients; uses the latest forward")
+@check(C, "backward twice gives the same gradients; uses the latest forward",
+       public=True, owns=("accumulates", "mutates_cache", "stale_cache"))
 def check_linear_backward_twice(ctx):
     """Gradients are assigned, not accumulated, and backward uses the most recent forward's input."""
     cs = cases(ctx.rng, corners=False)
@@ -84,13 +88,13 @@ def check_linear_backward_twice(ctx):
             + check_latest_forward(ctx, cs, ["input", "W", "b"], mutants))
 
 
-@check(C, "backward is linear in the upstream gradient")
+@check(C, "backward is linear in the upstream gradient", public=True, owns=("ignores_upstream", "nonlinear_upstream"))
 def check_linear_upstream(ctx):
     """Scaling G scales dL/dX, grad_W and grad_b by the same factor."""
     return check_upstream(ctx, cases(ctx.rng, corners=False), ["input", "W", "b"], mutants)
 
 
-@check(C, "float32 in, float32 out")
+@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES)
 def check_linear_float32(ctx):
     """With float32 inputs and parameters every output and gradient is float32 and accurate."""
     return check_float32(ctx, cases(ctx.rng, corners=False), PARTS, mutants)

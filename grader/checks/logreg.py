@@ -5,9 +5,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from .base import check
-from .generic import (check_float32, check_latest_forward, check_part, check_read_only, check_twice, check_upstream,
-                      distinct_dims, stability_case)
+from .base import CaseResult, check
+from .generic import (FLOAT32_CAUSES, VALUE_CAUSES, check_latest_forward, check_part, check_read_only, check_twice,
+                      check_upstream, distinct_dims, float32_case, stability_case)
 from .runs import LayerCase
 
 C = "LogisticRegression"
@@ -49,44 +49,48 @@ def mutants(part, case: LayerCase, ref) -> list:
     g = float(case.upstream)
     r = (p - y) / N
     if part == "forward":
-        return [("scale_N", np.sum(np.logaddexp(0, z) - y * z))]
+        return [("scale_N", np.sum(np.logaddexp(0, z) - y * z), "the sum, not the mean")]
     if part == "input":
-        return [("upstream_scale_ignored", np.outer(r, w)), ("scale_N", np.outer(r * N * g, w))]
+        return [("upstream_scale_ignored", np.outer(r, w)), ("scale_N", np.outer(r * N * g, w)),
+                ("zero_input_gradient", np.zeros((N, X.shape[1]))),
+                ("dx_wrong_factor", X * (r * g)[:, None], "X * (p - y)[:, None] / N: built from X, not w"),
+                ("dx_wrong_factor", np.outer(r * g, X.T @ (r * g)), "built from grad_w, not w")]
     if part == "w":
         out = [("upstream_scale_ignored", X.T @ r)]
         if X.shape[0] == X.shape[1]:
             out.append(("transposed", X @ r * g))
         return out
     if part == "b":
-        return [("upstream_scale_ignored", np.asarray(r.sum()))]
+        return [("upstream_scale_ignored", np.asarray(r.sum())),
+                ("bias_not_summed", r * g, "one value per sample, not summed")]
     return []
 
 
-@check(C, "forward: mean cross-entropy", public=True)
+@check(C, "forward: mean cross-entropy", public=True, owns=VALUE_CAUSES)
 def check_logisticregression_forward(ctx):
     """The loss equals the mean binary cross-entropy of sigmoid(X w + b) against y."""
     return check_part(ctx, cases(ctx.rng), "forward", mutants)
 
 
-@check(C, "backward: dL/dX")
+@check(C, "backward: dL/dX", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored", "dx_wrong_factor", "zero_input_gradient"))
 def check_logisticregression_backward_input(ctx):
     """backward(g) returns g * outer(p - y, w) / N, against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "input", mutants)
 
 
-@check(C, "backward: dL/dw", public=True)
+@check(C, "backward: dL/dw", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored",))
 def check_logisticregression_backward_weight(ctx):
     """grad_w equals g * X.T @ (p - y) / N, against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "w", mutants)
 
 
-@check(C, "backward: dL/db", public=True)
+@check(C, "backward: dL/db", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored", "bias_not_summed", "bias_keepdims"))
 def check_logisticregression_backward_bias(ctx):
     """grad_b equals g * sum(p - y) / N, with the shape () of b."""
     return check_part(ctx, cases(ctx.rng), "b", mutants)
 
 
-@check(C, "stable for logits of +-1e3")
+@check(C, "stable for logits of +-1e3", public=True, owns=("unstable", "not_finite"))
 def check_logisticregression_stability(ctx):
     """Every logit is +-1000: the loss stays finite and exact (np.logaddexp), gradients finite."""
     rng = ctx.rng
@@ -103,13 +107,14 @@ def _rescaled(case: LayerCase, factor: float) -> LayerCase:
     return replace(case, inputs=(X * factor, y))
 
 
-@check(C, "inputs are not modified")
+@check(C, "inputs are not modified", public=True, owns=("modifies_input",))
 def check_logisticregression_read_only(ctx):
     """forward and backward work on read-only X and y and leave them unchanged."""
-    return check_read_only(ctx, cases(ctx.rng, corners=False), PARTS, mutants)
+    return check_read_only(ctx, cases(ctx.rng, corners=False), PARTS)
 
 
-@check(C, "backward twice, and linear in grad_output")
+@check(C, "backward twice, and linear in grad_output",
+       public=True, owns=("accumulates", "mutates_cache", "upstream_scale_ignored", "nonlinear_upstream", "stale_cache"))
 def check_logisticregression_twice_and_upstream(ctx):
     """A second backward gives the same gradients; grad_output scales all of them."""
     cs = cases(ctx.rng, corners=False)
@@ -117,7 +122,17 @@ def check_logisticregression_twice_and_upstream(ctx):
             + check_latest_forward(ctx, cs, ["input", "w", "b"], mutants))
 
 
-@check(C, "float32 in, float32 out")
+@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES + ("int_labels_upcast",))
 def check_logisticregression_float32(ctx):
-    """float32 X, w and b give a float32 gradient and accurate loss."""
-    return check_float32(ctx, cases(ctx.rng, corners=False), PARTS, mutants)
+    """float32 X, w and b give float32 gradients (dL/dX included) and an accurate loss, with integer
+    and with float labels."""
+    N, D = distinct_dims(ctx.rng, (6, 9), (10, 14))
+    ints = make_case(ctx.rng, N, D, f"N={N}, D={D}, integer labels").astype(np.float32)
+    floats = make_case(ctx.rng, N, D, f"N={N}, D={D}, float32 labels", float_labels=True).astype(np.float32)
+    a = float32_case(ctx, ints, PARTS, ints.label + ", float32")
+    b = float32_case(ctx, floats, PARTS, floats.label + ", float32")
+    if not a.ok and a.cause == "wrong_dtype" and b.ok:
+        a = CaseResult(a.label, False, "int_labels_upcast",
+                       a.detail + "; with float32 labels it is float32, so p - y with integer labels is the "
+                       "upcast: convert y to X's dtype first")
+    return [a, b]

@@ -48,4 +48,33 @@ CAUSES: dict[str, Cause] = {c.id: c for c in [
     Cause("too_slow", "too slow", "Vectorise: no Python loops over samples or elements."),
     Cause("inconsistent_training", "training run not reproducible", "Replaying part of the run with your layers gave different weights; flagged for review."),
     Cause("not_learning", "the network does not learn", "Training with your layers did not reach the expected accuracy; check the gradient checks of each layer first."),
+    # named causes added for issue 15
+    Cause("untestable", "could not be checked", "This property is checked on your own results, which must be finite, nonzero numpy arrays: fix the value checks of this method first."),
+    Cause("float32_inaccurate", "inaccurate in float32", "With float32 inputs the result should agree with your float64 result to float32 precision: compute in the input's dtype with the stable formulas."),
+    Cause("int_labels_upcast", "integer labels turn float32 into float64", "p - y with integer labels y is computed in float64 (numpy promotes float32 with int64): convert the labels first, y = y.astype(X.dtype)."),
+    Cause("mutates_cache", "backward changes what forward cached", "A second backward gave a different answer: an in-place operation (r = p; r -= y, or +=, -=, *= on a cached array) overwrote a value forward cached. Build a new array instead."),
+    Cause("nonlinear_upstream", "not linear in the upstream gradient", "backward(c * G) must equal c * backward(G): multiply by the upstream gradient once; never clip, square or normalise it."),
+    Cause("relu_output_mask", "multiplies by the output instead of the 0/1 indicator", "The derivative of max(X, 0) is 1 where X > 0 and 0 elsewhere: G * (X > 0), not G * max(X, 0)."),
+    Cause("relu_inverted_mask", "ReLU mask inverted", "Pass the gradient where X > 0 (the units that were active), not where X < 0."),
+    Cause("relu_of_gradient", "applies ReLU to the upstream gradient", "The mask comes from the forward input X, not from the sign of G: G * (X > 0), not np.maximum(G, 0)."),
+    Cause("leaky_relu", "a leaky ReLU instead of max(X, 0)", "Negative inputs give exactly 0: np.maximum(X, 0), no slope for X < 0."),
+    Cause("missing_bias", "bias not added", "The layer computes X @ W + b: add the bias, broadcast over the rows."),
+    Cause("returns_softmax", "returns softmax, not its log", "LogSoftmax returns log-probabilities T - logsumexp(T); softmax would be exp of that."),
+    Cause("row_offset", "off by a constant in each row (the max is subtracted and never added back)", "logsumexp(t) = m + log(sum exp(t - m)): after subtracting the row maximum m inside the exp, add it back (or subtract it from T as well)."),
+    Cause("mean_not_sum", "mean instead of sum over the classes", "The normaliser sums over the classes: log(sum_j exp(T_ij)), and the Jacobian term uses G.sum(axis=1, keepdims=True), not a mean."),
+    Cause("softmax_not_normalised", "exp(T) used instead of softmax(T)", "softmax(T) = exp(T - logsumexp(T)) = exp(Y): normalise the exponentials of each row."),
+    Cause("scalar_keepdims", "a (1,) array instead of a number", "A loss is one number: return float(total), not the shape (1,) array that keepdims=True (or [total]) gives."),
+    Cause("not_reduced", "loss not reduced over the batch", "The loss is one number: the mean (or sum) of the per-sample losses, not the array of them."),
+    Cause("fused_softmax_gradient", "returns softmax minus one-hot from NLLLoss.backward", "(softmax - one-hot) / N is the combined gradient of LogSoftmax followed by NLLLoss; NLLLoss.backward alone returns -grad_output / N at [i, target[i]] and 0 elsewhere, and LogSoftmax.backward does the rest."),
+    Cause("wrong_batch_size", "divides by the wrong size", "The mean is over the batch: divide by N = log_probs.shape[0], not by the number of classes."),
+    Cause("dx_wrong_factor", "dL/dX built from the wrong factor", "dL/dX multiplies the upstream gradient by the weights: G @ W.T for Linear, outer(p - y, w) / N for the logistic regression; not X and not grad_W."),
+    Cause("zero_input_gradient", "dL/dX returned as zeros", "The input's gradient is what earlier layers need: return dL/dX = outer(p - y, w) / N * grad_output, even though X is data."),
 ]}
+
+#: Symptom classes: what went wrong, not why. They never count as a named cause (issue 15).
+SYMPTOMS = frozenset({"wrong_values", "wrong_shape", "exception", "untestable", "grader_error"})
+
+#: Failures that stop a method from running at all; any check charges them, since no property of a
+#: method that does not run can be verified.
+RUN_FAILURES = frozenset({"not_attempted", "exception", "import_error", "missing_class", "timeout", "crash",
+                          "untestable", "grader_error"})

@@ -9,8 +9,9 @@ Order of the questions asked about a student's value ``a`` and the correct value
 4. Within tolerance? Written positively: ``err <= tol`` passes, so NaN never passes.
 5. If not: does it equal a known wrong answer (a *mutant* the check computed, e.g. the reference run
    with an all-ones upstream gradient), the transpose, or the right answer times a constant?
-   The least-squares scale ``<a, n> / <n, n>`` with the cosine of the angle tells a factor N, 1/N,
-   -1 or 2 apart from an unrelated error.
+   The least-squares scale ``<a, n> / <n, n>`` with the cosine of the angle tells a factor N, 1/N
+   or -1 apart from an unrelated error. A scalar (a loss) gets no scale: any two numbers are
+   proportional, so only its known mutants are named.
 
 Hidden cases never reveal ``n``: messages give error statistics, shapes and dtypes only.
 """
@@ -115,10 +116,12 @@ def diagnose_array(value, desired: np.ndarray, *, tol: float, what: str, scalar_
     if err <= tol:
         return OK
     # Wrong values: try to name the bug.
-    for cause, candidate in mutants:
+    for cause, candidate, note in _mutant_items(mutants):
         c = np.asarray(candidate, dtype=np.float64)
         if c.shape == arr.shape and np.all(np.isfinite(c)) and error_stats(arr, c, max(tol, 1e-6))[0] <= max(tol, 1e-6):
-            return Finding(False, cause, f"{what}: {summary}")
+            return Finding(False, cause, f"{what}{note}: {summary}")
+    if desired.size == 1:
+        return _scalar_finding(arr, desired, what, batch, err, tol, unstable_context)
     a = arr.astype(np.float64).ravel()
     n = desired.astype(np.float64).ravel()
     if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and error_stats(arr.T, desired, max(tol, 1e-6))[0] <= max(tol, 1e-6):
@@ -137,6 +140,36 @@ def diagnose_array(value, desired: np.ndarray, *, tol: float, what: str, scalar_
     return Finding(False, "wrong_values", f"{what}: {summary}")
 
 
+def _mutant_items(mutants):
+    """Known wrong answers as (cause, array, note): a mutant may carry a few words saying what it is."""
+    for m in mutants:
+        cause, candidate = m[0], m[1]
+        note = f" ({m[2]})" if len(m) > 2 and m[2] else ""
+        yield cause, candidate, note
+
+
+def _scalar_finding(arr, desired, what, batch, err, tol, unstable_context) -> Finding:
+    """A wrong scalar (a loss). Any two numbers are proportional, so no least-squares scale: only the
+    known mutants of a mean (the sum, the mean taken twice, the sign) are named; otherwise the value
+    simply differs."""
+    a, n = float(np.ravel(arr)[0]), float(np.ravel(desired)[0])
+
+    def near(x, y):
+        return abs(x - y) <= max(tol, 1e-6) * max(abs(y), 1e-300)
+    if near(a, -n):
+        return Finding(False, "sign", f"{what} has the opposite sign of the correct value")
+    if batch and batch > 1:
+        if near(a, n * batch):
+            return Finding(False, "scale_N", f"{what} is N = {batch} times the correct value (a sum, not a mean)")
+        if near(a, n / batch):
+            return Finding(False, "scale_1_over_N", f"{what} is the correct value divided by N = {batch} once more")
+    if unstable_context:
+        return Finding(False, "unstable", f"{what} is inaccurate for large inputs: relative error {err:.3g} "
+                       f"against a tolerance of {tol:g}")
+    return Finding(False, "wrong_values", f"{what} differs from the correct value: relative error {err:.3g} "
+                   f"against a tolerance of {tol:g}")
+
+
 def _scale_cause(s: float, batch: int | None):
     def near(x, y):
         return abs(x - y) <= 1e-6 * max(1.0, abs(y))
@@ -149,8 +182,6 @@ def _scale_cause(s: float, batch: int | None):
             return "scale_1_over_N", f"1/N = 1/{batch}"
         if near(s, -batch) or near(s, -1.0 / batch):
             return "sign", f"{s:.4g} (sign and a factor of N)"
-    if near(s, 2.0):
-        return "accumulates", "2"
     return None
 
 
@@ -162,11 +193,13 @@ def _shape_finding(arr, desired, what, bias_of, mutants, tol) -> Finding:
             return Finding(False, "bias_not_summed", base + ": it still has the batch axis (one row per sample)")
         if got == (1,) + tuple(want):
             return Finding(False, "bias_keepdims", base)
-    for cause, candidate in mutants:
+    if want == () and got == (1,):
+        return Finding(False, "scalar_keepdims", base + ": a one-element array, not a number")
+    for cause, candidate, note in _mutant_items(mutants):
         if np.shape(candidate) == got:
             c = np.asarray(candidate, dtype=np.float64)
             if error_stats(arr, c, max(tol, 1e-6))[0] <= max(tol, 1e-6):
-                return Finding(False, cause, base)
+                return Finding(False, cause, base + note)
     if len(got) == 2 and got == want[::-1]:
         return Finding(False, "transposed", base + " (the transpose's shape)")
     return Finding(False, "wrong_shape", base)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..diagnosis.causes import CAUSES
 from ..scoring.results import SubmissionResult
+from .feedback import cause_overview, feedback_items, summarize_causes
 
 
 def _esc_data(s: str) -> str:
@@ -29,6 +30,9 @@ def github_summary(results: list[SubmissionResult]) -> str:
         lines += [f"### {_md_cell(r.student)}: {r.score:g} / {r.max_score:g} ({r.status})", "",
                   "| component | score | named causes |", "|---|---|---|"]
         comps = r.component_scores()
+        overview = cause_overview(summarize_causes(feedback_items(r)))
+        if overview:
+            lines[-2:-2] = ["**What to fix**", ""] + [_md_cell(x) if x else x for x in overview[2:]]
         for comp, (s, m) in comps.items():
             causes = sorted({c for t in r.tests if t.component == comp for c in t.causes})
             named = ", ".join(CAUSES[c].title if c in CAUSES else c for c in causes) or "-"
