@@ -224,6 +224,10 @@ class SandboxConfig:
     processes: int = 64
     max_restarts: int = 6
     max_reply_bytes: int = 128 << 20
+    #: Cap on the arrays of one reply to a single call (new/set/attr/call): the largest legitimate
+    #: one, gradients of the MNIST network, is 0.3 MB. Only training reports may be larger. Checked
+    #: before the parent allocates anything (issue 21: 130 MB replies took a grading process down).
+    max_call_reply_bytes: int = 16 << 20
     output_cap: int = 16 << 10
     #: Total seconds a submission's answered calls may take (training runs aside, they have their own
     #: budget); None: 6 x call_timeout. Without it, a call that always answers just under call_timeout
@@ -422,6 +426,21 @@ class SandboxImpl(_Base):
         self._prepare_root()
         self._data: tuple[np.ndarray, np.ndarray] | None = None
         self._data_sent = False
+        #: time.monotonic() after which nothing more is asked of this submission (its time budget,
+        #: set by the pipeline); every timeout below is cut to what is left of it.
+        self.deadline: float | None = None
+        self.budget_exhausted = False
+
+    def _left(self, timeout: float) -> float:
+        """``timeout`` cut to the submission's remaining budget; raises once the budget is spent."""
+        if self.deadline is None:
+            return timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.budget_exhausted = True
+            raise StudentError({"kind": "timeout", "type": "TimeBudget", "where": "",
+                                "message": "not run: the submission used up its total time budget"})
+        return min(timeout, left)
 
     def _prepare_root(self) -> None:
         rt = self.root / "_runtime"
@@ -484,7 +503,7 @@ class SandboxImpl(_Base):
         self._chan = _Channel(resp_r, req_w)
         self._data_sent = False
         try:
-            hello, _ = self._receive(self.config.start_timeout)
+            hello, _ = self._receive(self._left(self.config.start_timeout))
         except StudentError as exc:
             raise StudentError(dict(exc.info, message="the worker did not start: " + exc.info.get("message", "")))
         if not hello.get("hello"):
@@ -533,13 +552,18 @@ class SandboxImpl(_Base):
         except OSError:
             pass
 
-    def _receive(self, timeout: float):
+    def _receive(self, timeout: float, max_bytes: int | None = None):
         assert self._chan is not None
         self._chan.deadline = time.monotonic() + timeout
         try:
-            return read_message(self._chan, max_bytes=self.config.max_reply_bytes)
+            return read_message(self._chan, max_bytes=self.config.max_reply_bytes if max_bytes is None else max_bytes)
         except TimeoutError:
             self._kill()
+            if self.deadline is not None and time.monotonic() >= self.deadline - 0.05:
+                self.budget_exhausted = True
+                raise StudentError({"kind": "timeout", "type": "TimeBudget", "where": "",
+                                    "message": "stopped: the submission used up its total time budget "
+                                               "(every call, the training data and training together)"})
             raise StudentError({"kind": "timeout", "type": "Timeout", "where": "",
                                 "message": f"no answer within {timeout:g} s (an endless loop, or far too slow)"})
         except EOFError:
@@ -572,7 +596,7 @@ class SandboxImpl(_Base):
             self._start()
         if head.get("op") == "train" and not self._data_sent:
             self._send_data()
-        timeout = self.config.call_timeout if timeout is None else timeout
+        timeout = self._left(self.config.call_timeout if timeout is None else timeout)
         t0 = time.monotonic()
         assert self._chan is not None
         self._chan.deadline = time.monotonic() + timeout
@@ -584,7 +608,8 @@ class SandboxImpl(_Base):
             self.failed_methods[key] = info
             raise StudentError(info)
         try:
-            reply, out = self._receive(timeout)
+            cap = self.config.max_reply_bytes if head.get("op") == "train" else self.config.max_call_reply_bytes
+            reply, out = self._receive(timeout, cap)
         except StudentError as exc:
             if exc.kind in ("timeout", "crash", "protocol") and method not in ("data",):
                 self.failed_methods[key] = exc.info
