@@ -160,10 +160,12 @@ class HiddenTextCap:
 
     def _cap(self, exc: StudentError) -> StudentError:
         info = dict(exc.info)
-        fields = ("type", "where") + (() if exc.kind in _GRADER_TEXT_KINDS else ("message",))
+        fields = ("type",) + (() if exc.kind in _GRADER_TEXT_KINDS else ("message",)) + ("where",)
         for k in fields:
             v = str(info.get(k, "") or "")
-            if len(v) > self._left:
+            if not self._left:
+                v = {"type": "...", "message": "[not shown for a hidden case]"}.get(k, "")
+            elif len(v) > self._left:
                 v = v[: self._left] + ("..." if k == "type" else " ...[rest not shown for a hidden case]")
             self._left = max(self._left - len(v), 0)
             info[k] = v

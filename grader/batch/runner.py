@@ -136,7 +136,9 @@ def _grade_all(todo: list[Submission], opts: GradeOptions, jobs: int, executor) 
     def outcome(sub, value, exc, attempts) -> SubmissionResult:
         if _needs_retry(value, exc):
             return _infra(sub, opts, exc, value, attempts)
-        return SubmissionResult.from_dict(value)
+        r = SubmissionResult.from_dict(value)
+        r.attempts = attempts
+        return r
 
     if executor is None and jobs > 1:
         tasks = [(sub, (sub, opts)) for sub in todo]
