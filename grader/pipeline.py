@@ -293,9 +293,12 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
 
 
 def _budget_record(impl, opts: GradeOptions, t0: float) -> dict:
-    used = time.monotonic() - t0
-    exhausted = bool(getattr(impl, "budget_exhausted", False))
-    return {"seconds": opts.time_budget, "used": round(used, 2), "exhausted": exhausted}
+    """The budget as charged (CPU waits not counted, see grader/sandbox/clock.py) and as wall time."""
+    clock = getattr(impl, "clock", None)
+    wall = time.monotonic() - t0
+    used = clock() if callable(clock) else wall
+    return {"seconds": opts.time_budget, "used": round(used, 2), "wall": round(wall, 2),
+            "exhausted": bool(getattr(impl, "budget_exhausted", False))}
 
 
 def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
@@ -325,7 +328,7 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
         t = time.perf_counter()
         if opts.sandbox:
             impl = SandboxImpl(prepared.package_dir, opts.sandbox_config)
-            impl.deadline = t_budget + opts.time_budget  # every request from now on draws from it
+            impl.set_budget(opts.time_budget)  # every request from now on draws from it
             try:
                 impl._start()  # now, so that worker start-up is timed on its own
             except StudentError:

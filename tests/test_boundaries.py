@@ -337,6 +337,7 @@ def _verdicts(out: Path) -> dict:
         extra = doc.get("extra_data", {})
         extra.pop("timings", None)
         extra.get("budget", {}).pop("used", None)
+        extra.get("budget", {}).pop("wall", None)
         docs[d.name] = doc
     return docs
 
@@ -366,3 +367,20 @@ def test_verdicts_do_not_depend_on_load(tmp_path):
     assert idle.keys() == loaded.keys() and len(idle) == 60
     for s in idle:
         assert idle[s] == loaded[s], s
+
+
+def test_grader_failure_is_infra_not_a_zero(tmp_path, monkeypatch):
+    import grader.pipeline as pipeline
+
+    sub = discover(make_submission(tmp_path / "subs" / "s1"))[0][0]
+
+    def boom(*a, **kw):
+        raise MemoryError("cannot allocate 2 GB")
+
+    monkeypatch.setattr(pipeline, "run_tests", boom)
+    r = pipeline.grade_submission(sub, GradeOptions(secret="s", mnist=False))
+    assert r.status == "infra" and "MemoryError" in r.reason and "grades it again" in r.reason
+    planned = pipeline.plan(GradeOptions(secret="s").rubric, public_only=False, mnist=False)
+    assert [t.name for t in r.tests] == [p.name for p in planned] and r.score == 0
+    shown = json.dumps(r.to_gradescope())
+    assert "Traceback" in r.grader_trace and "Traceback" not in shown  # the grader's trace stays with the instructor

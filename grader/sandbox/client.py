@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .clock import LoadClock
 from .protocol import ProtocolError, decode_value, encode_value, read_message, write_message
 from .worker import STUDENT_MODULES, Dispatcher
 
@@ -350,18 +351,25 @@ def _read_paths() -> list[str]:
 class _Channel:
     """Pipe ends with deadlines: a stuck or hostile worker can never block the parent."""
 
-    def __init__(self, rfd: int, wfd: int) -> None:
+    def __init__(self, rfd: int, wfd: int, clock=time.monotonic) -> None:
         self.rfd, self.wfd = rfd, wfd
         os.set_blocking(wfd, False)
         self.deadline = None
+        self.clock = clock  #: deadlines are in this clock's seconds (see grader/sandbox/clock.py)
+
+    def _wait(self, r: list, w: list) -> None:
+        # The clock runs no faster than wall time: waiting what is left of it in wall seconds never
+        # overshoots, and when it ran slower (CPU waits are not charged) the loop waits on.
+        while True:
+            left = None if self.deadline is None else self.deadline - self.clock()
+            if left is not None and left <= 0:
+                raise TimeoutError
+            rr, ww, _ = select.select(r, w, [], left)
+            if rr or ww:
+                return
 
     def _wait_readable(self) -> None:
-        left = None if self.deadline is None else self.deadline - time.monotonic()
-        if left is not None and left <= 0:
-            raise TimeoutError
-        r, _, _ = select.select([self.rfd], [], [], left)
-        if not r:
-            raise TimeoutError
+        self._wait([self.rfd], [])
 
     def read(self, n: int) -> bytes:
         chunks = []
@@ -381,12 +389,7 @@ class _Channel:
     def write(self, data) -> None:
         view = memoryview(data).cast("B")
         while view:
-            left = None if self.deadline is None else self.deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError
-            _, w, _ = select.select([], [self.wfd], [], left)
-            if not w:
-                raise TimeoutError
+            self._wait([], [self.wfd])
             try:
                 k = os.write(self.wfd, view[: 1 << 20])
             except BlockingIOError:
@@ -426,16 +429,22 @@ class SandboxImpl(_Base):
         self._prepare_root()
         self._data: tuple[np.ndarray, np.ndarray] | None = None
         self._data_sent = False
-        #: time.monotonic() after which nothing more is asked of this submission (its time budget,
-        #: set by the pipeline); every timeout below is cut to what is left of it.
+        #: Every deadline of this submission is in the seconds of this clock: wall time minus the time
+        #: the grader and the worker waited for a CPU, so that load does not change verdicts.
+        self.clock = LoadClock()
+        #: self.clock() after which nothing more is asked of this submission (its time budget, set
+        #: by the pipeline with set_budget); every timeout below is cut to what is left of it.
         self.deadline: float | None = None
         self.budget_exhausted = False
+
+    def set_budget(self, seconds: float) -> None:
+        self.deadline = self.clock() + seconds
 
     def _left(self, timeout: float) -> float:
         """``timeout`` cut to the submission's remaining budget; raises once the budget is spent."""
         if self.deadline is None:
             return timeout
-        left = self.deadline - time.monotonic()
+        left = self.deadline - self.clock()
         if left <= 0:
             self.budget_exhausted = True
             raise StudentError({"kind": "timeout", "type": "TimeBudget", "where": "",
@@ -500,7 +509,8 @@ class SandboxImpl(_Base):
             out.close()
             os.close(req_r)
             os.close(resp_w)
-        self._chan = _Channel(resp_r, req_w)
+        self._chan = _Channel(resp_r, req_w, self.clock)
+        self.clock.watch(self._proc.pid)
         self._data_sent = False
         try:
             hello, _ = self._receive(self._left(self.config.start_timeout))
@@ -521,6 +531,7 @@ class SandboxImpl(_Base):
 
     def _kill(self) -> None:
         if self._proc is not None:
+            self.clock.unwatch(self._proc.pid)
             try:
                 os.killpg(self._proc.pid, signal.SIGKILL)
             except OSError:
@@ -554,12 +565,12 @@ class SandboxImpl(_Base):
 
     def _receive(self, timeout: float, max_bytes: int | None = None):
         assert self._chan is not None
-        self._chan.deadline = time.monotonic() + timeout
+        self._chan.deadline = self.clock() + timeout
         try:
             return read_message(self._chan, max_bytes=self.config.max_reply_bytes if max_bytes is None else max_bytes)
         except TimeoutError:
             self._kill()
-            if self.deadline is not None and time.monotonic() >= self.deadline - 0.05:
+            if self.deadline is not None and self.clock() >= self.deadline - 0.05:
                 self.budget_exhausted = True
                 raise StudentError({"kind": "timeout", "type": "TimeBudget", "where": "",
                                     "message": "stopped: the submission used up its total time budget "
@@ -597,9 +608,9 @@ class SandboxImpl(_Base):
         if head.get("op") == "train" and not self._data_sent:
             self._send_data()
         timeout = self._left(self.config.call_timeout if timeout is None else timeout)
-        t0 = time.monotonic()
+        t0 = self.clock()
         assert self._chan is not None
-        self._chan.deadline = time.monotonic() + timeout
+        self._chan.deadline = self.clock() + timeout
         try:
             write_message(self._chan, head, arrays)
         except (TimeoutError, BrokenPipeError, OSError):
@@ -615,7 +626,7 @@ class SandboxImpl(_Base):
                 self.failed_methods[key] = exc.info
             raise
         if budgeted:
-            self.answer_seconds += time.monotonic() - t0
+            self.answer_seconds += self.clock() - t0
         return _checked_reply(reply), out
 
     def _malformed(self, why: str) -> StudentError:
@@ -635,7 +646,7 @@ class SandboxImpl(_Base):
     def close(self) -> None:
         if self._alive() and self._chan is not None:
             try:
-                self._chan.deadline = time.monotonic() + 1.0
+                self._chan.deadline = self.clock() + 1.0
                 write_message(self._chan, {"op": "exit"})
                 self._proc.wait(timeout=1.0)
             except (OSError, TimeoutError, subprocess.TimeoutExpired):

@@ -98,7 +98,7 @@ class SubmissionResult:
                            "grader_version": self.grader_version, "digest": self.digest,
                            "isolation": self.isolation, "mnist": self.mnist,
                            "budget": self.budget if include_timing else
-                           {k: v for k, v in self.budget.items() if k != "used"},
+                           {k: v for k, v in self.budget.items() if k not in ("used", "wall")},
                            "secret": self.secret,
                            "timings": self.timings if include_timing else {}},
         }
