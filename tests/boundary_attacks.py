@@ -29,18 +29,20 @@ def _leak(*arrays):
 # Linear.gradients returns a list instead of a dict.
 LIST_GRADIENTS = ('return {"W": self.grad_W, "b": self.grad_b}', 'return [self.grad_W, self.grad_b]')
 
-# Outside the worker's own training loop (the parent's MNIST direction check and replays), Linear
-# answers an MNIST batch with a 125 MB array: under the old 128 MB reply cap, yet enough to take a
-# grading process (and every submission queued with it) down in a batch under a memory limit.
-HUGE_REPLY = ("return X @ self.W + self.b", '''import sys as _sys
+# Outside the worker's own training loop (in the parent's MNIST direction check), Linear.gradients
+# answers with two 60 MB float16 arrays: under the old 128 MB reply cap, and each converted to
+# float64 in the parent (480 MB for one layer), enough to take a grading process (and every
+# submission queued with it) down in a batch under a memory limit.
+HUGE_REPLY = ('return {"W": self.grad_W, "b": self.grad_b}', '''import sys as _sys
         f = _sys._getframe(1)
         training = False
         while f is not None:
             training = training or f.f_code.co_name == "_train"
             f = f.f_back
-        if X.ndim == 2 and X.shape[1] == 784 and not training:
-            return np.ones((X.shape[0], 245_760))
-        return X @ self.W + self.b''')
+        if not training and getattr(self, "_X", None) is not None and self._X.shape[0] == 64:
+            big = np.ones(30_000_000, dtype=np.float16)
+            return {"W": big, "b": big.copy()}
+        return {"W": self.grad_W, "b": self.grad_b}''')
 
 # At import, patch the worker's dispatcher: every call answers just under the 5 s call time-out,
 # the training-data message just under its 60 s, training just under ten minutes.

@@ -616,6 +616,10 @@ class SandboxImpl(_Base):
         except (TimeoutError, BrokenPipeError, OSError):
             self._kill()
             info = {"kind": "crash", "type": "WorkerDied", "where": "", "message": "the worker stopped reading requests"}
+            if self.deadline is not None and self.clock() >= self.deadline - 0.05:
+                self.budget_exhausted = True
+                info = {"kind": "timeout", "type": "TimeBudget", "where": "",
+                        "message": "stopped: the submission used up its total time budget"}
             self.failed_methods[key] = info
             raise StudentError(info)
         try:
