@@ -76,11 +76,9 @@ def test_keys_of_non_utf8_names(tmp_path):
 
 def test_infra_results_are_never_kept_on_resume(tmp_path):
     sub = discover(make_submission(tmp_path / "subs" / "s1"))[0][0]
-    opts = GradeOptions(secret="s", mnist=False)
     for status, kept in (("ok", True), ("infra", False)):
         write_student(tmp_path / "out", SubmissionResult(sub.student, status), "k", folder=sub.student)
         assert (_load_done(tmp_path / "out", sub, "k") is not None) is kept, status
-    del opts
 
 
 # --- a dead grading process costs only its own submission ------------------------------------------
