@@ -513,7 +513,7 @@ class SandboxImpl(_Base):
         self.clock.watch(self._proc.pid)
         self._data_sent = False
         try:
-            hello, _ = self._receive(self._left(self.config.start_timeout))
+            hello, _ = self._receive(self._left(self.config.start_timeout), self.config.max_call_reply_bytes)
         except StudentError as exc:
             raise StudentError(dict(exc.info, message="the worker did not start: " + exc.info.get("message", "")))
         if not hello.get("hello"):
