@@ -92,7 +92,11 @@ def cmd_grade(args) -> int:
         return EXIT_USAGE
     secret, origin = resolve_secret(out, args.secret)
     opts = GradeOptions(secret=secret, rubric_path=args.rubric, public_only=args.public_only,
-                        sandbox=not args.no_sandbox, mnist=not args.no_mnist)
+                        sandbox=not args.no_sandbox, mnist=not args.no_mnist, time_budget=args.time_budget,
+                        per_student_secret=args.per_student_secret, attempt=args.attempt or "")
+    if args.time_budget <= 0 or (args.attempt and not args.per_student_secret):
+        print("error: --time-budget must be positive, and --attempt needs --per-student-secret", file=sys.stderr)
+        return EXIT_USAGE
     if not args.quiet:
         print(f"grader {__version__}: secret {origin}; writing to {out}", file=sys.stderr)
     roster = _roster_spec(args)
@@ -221,6 +225,13 @@ def _add_grade_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                    help="also write the grades for that platform's grade import (repeatable)")
     p.add_argument("--export-assignment", default="Backprop by hand",
                    help="assignment column name in the Canvas export, e.g. 'HW1 (12345)'")
+    p.add_argument("--time-budget", type=float, default=60.0,
+                   help="wall-clock seconds one submission may take in the sandbox, every phase together "
+                        "(default 60; a correct submission takes a few seconds)")
+    p.add_argument("--per-student-secret", action="store_true",
+                   help="draw each student's hidden cases from the secret combined with the student id (and "
+                        "--attempt), so that no submission learns another's hidden cases; recorded in run.json")
+    p.add_argument("--attempt", help="with --per-student-secret: an attempt or submission id mixed in too")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ test, so a batch always has a row and a ``results.json`` for it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import tempfile
 import time
@@ -22,7 +23,7 @@ from .diagnosis.explain import explain, sanitize
 from .diagnosis.attribution import attribute_mnist
 from .diagnosis.causes import CAUSES
 from .intake import IntakeError, Submission, prepare
-from .sandbox.client import LocalImpl, SandboxConfig, SandboxImpl
+from .sandbox.client import LocalImpl, SandboxConfig, SandboxImpl, StudentError
 from .scoring import Rubric, SubmissionResult, TestResult, load_rubric
 
 PROTOCOLS: dict[str, Protocol] = {MLP.component: MLP, LOGREG.component: LOGREG}
@@ -40,6 +41,14 @@ class GradeOptions:
     sandbox_config: SandboxConfig = SandboxConfig()
     reference_mnist: dict = field(default_factory=dict)  #: component -> {"accuracy", "seconds"}
     data_root: str | None = None
+    #: Wall-clock seconds one submission may take in the sandbox, all phases together (worker starts,
+    #: calls, training data, training, replays). A correct submission takes 2-6 s on an idle core; the
+    #: budget is ten times that and more, so load or a slow but correct style never comes near it.
+    time_budget: float = 60.0
+    #: Hidden cases drawn from the secret combined with the student id and ``attempt`` (issue 21):
+    #: a probe submission then learns nothing about anyone else's hidden cases.
+    per_student_secret: bool = False
+    attempt: str = ""
 
     @property
     def rubric(self) -> Rubric:
@@ -113,6 +122,79 @@ def plan(rubric: Rubric, *, public_only: bool, mnist: bool) -> list[Planned]:
     return out
 
 
+def hidden_secret(opts: GradeOptions, student: str) -> str:
+    """The secret the hidden checks of ``student`` are drawn from: the run's own, or (per-student
+    secrets) a digest of it with the student id and the attempt, reproducible from ``run.json``.
+    MNIST tests always use the run's secret (their reference accuracy is computed once per run)."""
+    if not opts.per_student_secret:
+        return opts.secret
+    parts = ("per-student-v1", opts.secret, student, opts.attempt)
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def secret_record(opts: GradeOptions, student: str) -> dict:
+    if not opts.per_student_secret:
+        return {"scope": "run"}
+    sid = hashlib.sha256(hidden_secret(opts, student).encode()).hexdigest()[:12]
+    return {"scope": "per-student", "attempt": opts.attempt, "id": sid}
+
+
+#: Characters of student-controlled text (exception types, messages, places) shown per hidden test,
+#: all its cases together. Enough to name an honest error ("ValueError: operands could not be
+#: broadcast together ..."), too little to carry a hidden input out (issue 21: an exception whose
+#: message was the input, base85-encoded, published every hidden case).
+HIDDEN_TEXT_BUDGET = 120
+_GRADER_TEXT_KINDS = ("timeout", "crash", "skipped")  # messages the grader wrote itself
+
+
+class HiddenTextCap:
+    """An oracle implementation whose errors carry at most ``budget`` characters of student text.
+
+    Wraps the student's implementation for one hidden check; everything but the student-controlled
+    fields of a :class:`StudentError` passes through unchanged."""
+
+    def __init__(self, impl, budget: int = HIDDEN_TEXT_BUDGET) -> None:
+        self._impl = impl
+        self._left = budget
+
+    def __getattr__(self, name):
+        return getattr(self._impl, name)
+
+    def _cap(self, exc: StudentError) -> StudentError:
+        info = dict(exc.info)
+        fields = ("type",) + (() if exc.kind in _GRADER_TEXT_KINDS else ("message",)) + ("where",)
+        for k in fields:
+            v = str(info.get(k, "") or "")
+            if not self._left:
+                v = {"type": "...", "message": "[not shown for a hidden case]"}.get(k, "")
+            elif len(v) > self._left:
+                v = v[: self._left] + ("..." if k == "type" else " ...[rest not shown for a hidden case]")
+            self._left = max(self._left - len(v), 0)
+            info[k] = v
+        return StudentError(info)
+
+    def _through(self, fn, *args, **kw):
+        try:
+            return fn(*args, **kw)
+        except StudentError as exc:
+            raise self._cap(exc) from None
+
+    def new(self, *a, **kw):
+        return self._through(self._impl.new, *a, **kw)
+
+    def set(self, *a, **kw):
+        return self._through(self._impl.set, *a, **kw)
+
+    def attr(self, *a, **kw):
+        return self._through(self._impl.attr, *a, **kw)
+
+    def call(self, *a, **kw):
+        return self._through(self._impl.call, *a, **kw)
+
+    def call_ex(self, *a, **kw):
+        return self._through(self._impl.call_ex, *a, **kw)
+
+
 def _zero(p: Planned, output: str, cause: str | None = None) -> TestResult:
     return TestResult(p.name, p.component, p.check, p.visibility, 0.0, p.max_score, output,
                       (cause,) if cause else ())
@@ -148,16 +230,31 @@ def _score_mnist(p: Planned, run: MnistRun, ref: dict, rubric: Rubric) -> TestRe
                       text, causes)
 
 
+def _first_detail(tests: list[TestResult], causes: tuple[str, ...]) -> str:
+    """The first affected test and the first line of what it says: the reason a row shows."""
+    for t in tests:
+        if any(c in causes for c in t.causes):
+            lines = [ln.strip("- ") for ln in t.output.splitlines() if ln.strip()]
+            line = next((ln for ln in lines[1:] if not ln.startswith(("What to try", "Protocol:"))), lines[0] if lines else "")
+            return f"{t.name}: {line}"[:300]
+    return ""
+
+
 def _status(tests: list[TestResult]) -> tuple[str, str]:
     causes = [c for t in tests for c in t.causes]
+    if "grader_error" in causes:
+        return "infra", ("the grader itself failed in a check (not a verdict on the submission; a resumed "
+                         "run grades it again): " + _first_detail(tests, ("grader_error",)))[:400]
     if "import_error" in causes:
         lines = [ln for t in tests for ln in t.output.splitlines() if "could not be imported" in ln]
         first = lines[0].split(": import", 1)[0] if lines else ""
         return "error", (first.split(". ", 1)[-1] if first else "a student file could not be imported")[:300]
     if "timeout" in causes or "too_slow" in causes:
-        return "timeout", "some calls took too long or never returned; see the affected tests"
+        return "timeout", ("some calls took too long or never returned; first: "
+                           + _first_detail(tests, ("timeout", "too_slow")))[:400]
     if "crash" in causes:
-        return "error", "the submission crashed the worker in some tests; see the affected tests"
+        return "error", ("the submission crashed the worker in some tests; first: "
+                         + _first_detail(tests, ("crash",)))[:400]
     return "ok", ""
 
 
@@ -167,10 +264,13 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
     rubric = opts.rubric
     t = time.perf_counter()
     ref = reference or reference_impl()
+    secret = hidden_secret(opts, result.student)
     tests: dict[tuple[str, str], TestResult] = {}
     for p in planned:
         if p.check in REGISTRY:
-            res = run_check(REGISTRY[p.check], impl, ref, secret=None if p.visibility == "public" else opts.secret)
+            hidden = p.visibility != "public"
+            res = run_check(REGISTRY[p.check], HiddenTextCap(impl) if hidden else impl, ref,
+                            secret=secret if hidden else None)
             tests[(p.check, p.visibility)] = _score_check(p, res, rubric)
     result.timings["checks"] = round(time.perf_counter() - t, 4)
     for p in planned:
@@ -181,6 +281,10 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
         ref_stats = opts.reference_mnist.get(p.check) or reference_mnist(opts.secret, opts.data_root)[p.check]
         budget = max(proto.min_budget, proto.time_factor * ref_stats["seconds"])
         run = train_and_score(impl, proto, _datasets(opts.data_root)[proto.kind], secret=opts.secret, budget=budget)
+        if run.error is not None and getattr(impl, "budget_exhausted", False) and run.error.cause in ("too_slow", "timeout"):
+            run.error.cause = "timeout"
+            run.error.detail = (f"not trained: the submission's total time budget of {opts.time_budget:g} s ran out "
+                                "(every call, the training data and training draw from it)")
         result.mnist[p.check] = {"accuracy": run.accuracy, "reference_accuracy": ref_stats["accuracy"],
                                  "verified_segments": run.verified_segments}
         result.timings[p.check] = round(time.perf_counter() - t, 4)
@@ -191,14 +295,28 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
     return result
 
 
+def _budget_record(impl, opts: GradeOptions, t0: float) -> dict:
+    """The budget as charged (CPU waits not counted, see grader/sandbox/clock.py) and as wall time."""
+    clock = getattr(impl, "clock", None)
+    wall = time.monotonic() - t0
+    used = clock() if callable(clock) else wall
+    return {"seconds": opts.time_budget, "used": round(used, 2), "wall": round(wall, 2),
+            "exhausted": bool(getattr(impl, "budget_exhausted", False))}
+
+
 def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
-    """Grade one submission. Never raises; the result always holds every planned test."""
+    """Grade one submission. Never raises; the result always holds every planned test.
+
+    A failure of the grader itself (an exception here, memory running out) is status ``infra``:
+    the runner retries it in a fresh process, and a resumed run grades it again."""
     rubric = opts.rubric
     planned = plan(rubric, public_only=opts.public_only, mnist=opts.mnist)
-    result = SubmissionResult(student=sub.student, status="ok", source=sub.path.name)
+    result = SubmissionResult(student=sub.student, status="ok", source=sub.path.name,
+                              secret=secret_record(opts, sub.student))
     scratch = Path(tempfile.mkdtemp(prefix="bpg-"))
     impl = None
     t = time.perf_counter()
+    t_budget = time.monotonic()
     try:
         try:
             prepared = prepare(sub, scratch)
@@ -216,7 +334,11 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
             if cfg.blocked_imports is None:  # the rubric's import policy
                 cfg = dataclasses.replace(cfg, blocked_imports=rubric.blocked_imports)
             impl = SandboxImpl(prepared.package_dir, cfg)
-            impl._start()  # now, so that worker start-up is timed on its own
+            impl.set_budget(opts.time_budget)  # every request from now on draws from it
+            try:
+                impl._start()  # now, so that worker start-up is timed on its own
+            except StudentError:
+                pass  # recorded by the checks: each of them meets the same failure and names it
         else:
             impl = LocalImpl.from_package_dir(prepared.package_dir)
         result.isolation = dict(impl.isolation)
@@ -228,14 +350,22 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
             result.student_output = sanitize(impl.student_output(), 4000)
             result.isolation = dict(impl.isolation) or result.isolation
         return result
-    except Exception as exc:  # the grader's own failure: recorded, and the batch goes on
-        result.status = "error"
-        result.reason = f"internal grader error: {exc!r}"
-        result.notes.append(traceback.format_exc(limit=5)[-2000:])
+    except Exception as exc:  # MemoryError included: the grader's own failure, never the student's 0
+        result.status = "infra"
+        result.reason = (f"the grader itself failed ({type(exc).__name__}: {str(exc)[:200]}); this is not a "
+                         "verdict on the submission, and a resumed run grades it again")
+        result.grader_trace = traceback.format_exc(limit=8)[-4000:]
         done = {(x.check, x.visibility) for x in result.tests}
-        result.tests = [_zero(p, f"Not graded: {result.reason}") for p in planned if (p.check, p.visibility) not in done]
+        result.tests = [_zero(p, "Not graded: the grader itself failed; it will be graded again")
+                        for p in planned if (p.check, p.visibility) not in done] + list(result.tests)
+        order = {(p.check, p.visibility): i for i, p in enumerate(planned)}
+        result.tests.sort(key=lambda x: order.get((x.check, x.visibility), 0))
         return result
     finally:
         if impl is not None:
-            impl.close()
+            result.budget = _budget_record(impl, opts, t_budget) if opts.sandbox else {}
+            try:
+                impl.close()
+            except Exception:
+                pass
         shutil.rmtree(scratch, ignore_errors=True)

@@ -821,8 +821,27 @@ fi
 RUBRIC=()
 [ -f "$SRC/rubric.toml" ] && RUBRIC=(--rubric "$SRC/rubric.toml")
 
+# Hidden cases per student and submission (issue 21): the assignment's secret combined with the
+# students' Gradescope ids and the submission id, so that a probe submission learns nothing about
+# anyone else's hidden cases, and a regrade of the same submission draws the same ones.
+ATTEMPT="$("$PY" - "$ROOT/submission_metadata.json" <<'PYEOF' 2>/dev/null
+import json, sys
+try:
+    with open(sys.argv[1], encoding="utf-8") as fh:
+        meta = json.load(fh)
+except (OSError, ValueError):
+    meta = {}
+meta = meta if isinstance(meta, dict) else {}
+users = meta.get("users") if isinstance(meta.get("users"), list) else []
+ids = sorted(str(u.get("id", u.get("email", ""))) for u in users if isinstance(u, dict))
+print(f"users={','.join(ids)};submission={meta.get('id', '')}"[:500])
+PYEOF
+)"
+[ -n "$ATTEMPT" ] || ATTEMPT="users=;submission="
+
 # From inside source/, `python -m grader.cli` runs the bundled grader (with the reference beside it).
-(cd "$SRC" && "$PY" -m grader.cli grade "$target" --out "$OUT" --jobs 1 ${RUBRIC[@]+"${RUBRIC[@]}"} --quiet) >"$LOG" 2>&1
+(cd "$SRC" && "$PY" -m grader.cli grade "$target" --out "$OUT" --jobs 1 ${RUBRIC[@]+"${RUBRIC[@]}"} \
+    --per-student-secret --attempt "$ATTEMPT" --quiet) >"$LOG" 2>&1
 rc=$?
 if [ "$rc" -ne 0 ]; then
     fallback error "the grader stopped with exit status $rc: $(tail -n 5 "$LOG" | tr '\n' ' ' | cut -c1-1500)"
@@ -884,8 +903,9 @@ def build_gradescope_bundle(out_zip: Path, rubric: str | None) -> Path:
     files["source/README.md"] = (readme.read_bytes() if readme.is_file()
                                  else b"# backprop-grader\n\nThe autograder, bundled for Gradescope.\n", 0o644)
     files["source/rubric.toml"] = (rubric_bytes, 0o644)
-    # One secret for the whole assignment: every student gets the same hidden cases, and a regrade
-    # gives the same result. The bundle is the instructor's; students never see it.
+    # One secret for the whole assignment, combined in run_autograder with the student and submission
+    # ids (--per-student-secret): every submission gets its own hidden cases, and a regrade of it the
+    # same ones. The bundle is the instructor's; students never see it.
     files["source/grader-secret.txt"] = (secrets.token_hex(16).encode() + b"\n", 0o600)
     deps = " ".join(_shell_quote(d) for d in _grading_deps())
     files["setup.sh"] = (SETUP_SH.replace("__DEPS__", deps).encode(), 0o755)

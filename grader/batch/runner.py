@@ -1,5 +1,12 @@
 """``grade_batch``: grade a folder, write every report, resume after an interruption.
 
+Failure boundary (issue 21): everything done for one submission (keying, grading, cleaning its
+text, rendering and writing its reports) happens inside :func:`_grade_all` / :func:`_finish`, which
+never raise for one submission's sake; the worst a submission can cost is its own row. A failure of
+the grader's own machinery (a grading process that died, memory running out in it, a bug of the
+grader) is retried once in a fresh process and otherwise recorded with status ``infra``, which a
+resumed run grades again instead of keeping.
+
 Resume: each student's folder gets ``results.json`` and ``feedback.md`` first and a ``.grading-key``
 last, all atomically. The key hashes the submission's bytes, the rubric, the secret, the options and
 the grader version, so a submission is skipped only when it would be graded exactly the same way.
@@ -17,7 +24,7 @@ import time
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .. import __version__
 from ..intake import Submission, collect
@@ -25,8 +32,10 @@ from ..intake.discover import STUDENT_FILES, folder_name, student_id
 from ..intake.roster import Match, RosterSpec, load_roster, match as match_roster
 from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist
 from ..report import render_feedback, render_gradebook, render_summary, write_atomic, write_json
+from ..report.text import clean_name, clean_text, clean_tree, hash_bytes
 from ..scoring import SubmissionResult
-from .executor import make_executor
+from ..scoring.results import FINAL_STATUSES
+from .executor import InlineExecutor, run_fresh, run_isolated
 
 KEY_FILE = ".grading-key"
 
@@ -61,24 +70,35 @@ def _hash_file(h, p: Path) -> None:
 def fingerprint(sub: Submission) -> str:
     """sha256 of the bytes that can influence grading of this submission."""
     h = hashlib.sha256(sub.kind.encode())
+    # os.fsencode, never str.encode: names come from students and need not be UTF-8 (a clone of a
+    # repository holding a layers.py link to b"\xff.py" made ``.encode()`` raise for the whole batch).
     paths = ([base / name for base in (sub.path, sub.path / "assignment") for name in STUDENT_FILES]
              if sub.kind == "dir" else [sub.path])
     for p in paths:
-        h.update(str(p.relative_to(sub.path.parent)).encode() + b"\x00")
+        h.update(os.fsencode(p.relative_to(sub.path.parent)) + b"\x00")
         try:
             if p.is_symlink():
-                h.update(b"<link>" + os.readlink(p).encode())
+                h.update(b"<link>" + os.fsencode(os.readlink(p)))
             elif p.is_file():
                 _hash_file(h, p)
         except OSError as exc:
-            h.update(repr(exc).encode())
+            h.update(hash_bytes(repr(exc)))
     return h.hexdigest()
 
 
 def job_key(sub: Submission, opts: GradeOptions) -> str:
     parts = [fingerprint(sub), sub.student, opts.rubric.digest, opts.secret, __version__,
-             str(opts.public_only), str(opts.mnist), str(opts.sandbox)]
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+             str(opts.public_only), str(opts.mnist), str(opts.sandbox), f"{opts.time_budget:g}",
+             str(opts.per_student_secret), opts.attempt]
+    return hashlib.sha256(hash_bytes("\x00".join(parts))).hexdigest()
+
+
+def _safe_key(sub: Submission, opts: GradeOptions) -> str:
+    """The job key, or one that matches nothing (the submission is then simply graded again)."""
+    try:
+        return job_key(sub, opts)
+    except Exception as exc:
+        return f"unkeyed:{type(exc).__name__}:{pysecrets.token_hex(8)}"
 
 
 def grade_job(sub: Submission, opts: GradeOptions) -> dict:
@@ -86,18 +106,115 @@ def grade_job(sub: Submission, opts: GradeOptions) -> dict:
     return grade_submission(sub, opts).to_dict()
 
 
+def _needs_retry(value, exc) -> bool:
+    """Whether an outcome is the grader's failure rather than a verdict (then it is retried once)."""
+    return exc is not None or not isinstance(value, dict) or value.get("status") == "infra"
+
+
+def _infra(sub: Submission, opts: GradeOptions, exc: BaseException | None, value, attempts: int) -> SubmissionResult:
+    if isinstance(value, dict):  # the job ran and reported the grader's own failure: keep its record
+        try:
+            r = SubmissionResult.from_dict(value)
+            r.attempts = attempts
+            if attempts > 1:
+                r.reason = f"{r.reason} (retried once in a fresh process; failed again)"
+            return r
+        except Exception:
+            pass
+    what = f"{type(exc).__name__}: {str(exc)[:200]}" if exc is not None else "no result"
+    reason = (f"the grading process failed ({what}){' twice' if attempts > 1 else ''}; this is not a verdict "
+              "on the submission, and a resumed run grades it again")
+    r = grade_submission_failed(sub, opts, reason, status="infra")
+    r.attempts = attempts
+    return r
+
+
+def _grade_all(todo: list[Submission], opts: GradeOptions, jobs: int, executor) -> Iterator[tuple[Submission, SubmissionResult]]:
+    """Grade ``todo`` and yield (submission, result) as each finishes; never raises for one of them.
+
+    Locally every grading process has a pool of its own (``run_isolated``); with ``--jobs 1`` the
+    first attempt runs in this process. A retry always runs in a brand-new process."""
+    def outcome(sub, value, exc, attempts) -> SubmissionResult:
+        if _needs_retry(value, exc):
+            return _infra(sub, opts, exc, value, attempts)
+        r = SubmissionResult.from_dict(value)
+        r.attempts = attempts
+        return r
+
+    if executor is None and jobs > 1:
+        tasks = [(sub, (sub, opts)) for sub in todo]
+        for sub, value, exc, attempt in run_isolated(grade_job, tasks, jobs, retry=_needs_retry):
+            yield sub, outcome(sub, value, exc, attempt)
+        return
+    ex = executor or InlineExecutor()
+    futures = {}
+    for sub in todo:
+        try:
+            futures[ex.submit(grade_job, sub, opts)] = sub
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # InlineExecutor: the job itself raised (MemoryError, ...)
+            value, exc2 = run_fresh(grade_job, sub, opts)
+            yield sub, outcome(sub, value, exc2, 2)
+    for fut in as_completed(futures):
+        sub = futures[fut]
+        value, exc = None, None
+        try:
+            value = fut.result()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:
+            exc = e
+        attempts = 1
+        if _needs_retry(value, exc):
+            value, exc = run_fresh(grade_job, sub, opts)
+            attempts = 2
+        yield sub, outcome(sub, value, exc, attempts)
+
+
+#: Longest text kept of any one string of a result (a test's feedback is a few hundred characters).
+TEXT_LIMIT = 20_000
+
+
+def clean_result(r: SubmissionResult) -> SubmissionResult:
+    """Every string of ``r`` encodable and bounded (the boundary of :mod:`grader.report.text`)."""
+    d = clean_tree(r.to_dict(), TEXT_LIMIT)
+    d["student"] = clean_text(r.student, 255)
+    d["source"] = clean_name(r.source)
+    return SubmissionResult.from_dict(d)
+
+
+def _finish(out: Path, sub: Submission, r: SubmissionResult, key: str, opts: GradeOptions,
+            warnings: list[str]) -> SubmissionResult:
+    """Clean ``r`` and write its reports; never raises. A result whose reports cannot be written
+    (a full disk) still gets its gradebook row, and a warning says why its folder is incomplete."""
+    try:
+        r = clean_result(r)
+    except Exception as exc:
+        r = clean_result(grade_submission_failed(sub, opts, f"its result could not be cleaned "
+                                                 f"({type(exc).__name__})", status="infra"))
+    try:
+        write_student(out, r, key, folder=sub.folder)
+    except Exception as exc:
+        warnings.append(f"{clean_text(sub.student, 120)}: reports not written ({type(exc).__name__}: "
+                        f"{clean_text(exc, 200)}); graded again on resume")
+    return r
+
+
 def _load_done(out: Path, sub: Submission, key: str) -> SubmissionResult | None:
     d = out / sub.folder
     try:
         if (d / KEY_FILE).read_text().strip() != key:
             return None
-        return SubmissionResult.from_dict(json.loads((d / "record.json").read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
+        r = SubmissionResult.from_dict(json.loads((d / "record.json").read_text()))
+    except Exception:  # anything unreadable is simply graded again
         return None
+    return r if r.status in FINAL_STATUSES else None  # an infra failure is never kept
 
 
-def write_student(out: Path, r: SubmissionResult, key: str) -> None:
-    d = out / (r.intake.get("folder") or folder_name(r.student, set()))  # never the raw id: it may hold "/"
+def write_student(out: Path, r: SubmissionResult, key: str, folder: str | None = None) -> None:
+    # never the raw id as a path: it may hold "/" or collide with another student's after normalisation
+    d = out / (folder or r.intake.get("folder") or folder_name(r.student, set()))
     write_json(d / "record.json", r.to_dict())  # the full result: a resumed run rebuilds reports from it
     write_json(d / "results.json", r.to_gradescope())
     write_atomic(d / "feedback.md", render_feedback(r))
@@ -135,7 +252,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     todo = []
     keys = {}
     for sub in subs:
-        keys[sub.student] = key = job_key(sub, opts)
+        keys[sub.student] = key = _safe_key(sub, opts)
         done = _load_done(out, sub, key)
         if done is not None:
             results[sub.student] = stamp(done, sub, matched)
@@ -144,28 +261,14 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     skipped = len(results)
     total = len(subs)
     for s in subs:
-        if s.student in results and progress:
-            progress(len(results), total, results[s.student], True)
-    ex = executor or make_executor(min(jobs, max(len(todo), 1)))
+        if s.student in results:
+            _report_progress(progress, len(results), total, results[s.student], True)
     t1 = time.perf_counter()
-    try:
-        futures = {ex.submit(grade_job, sub, opts): sub for sub in todo}
-        for fut in as_completed(futures):
-            sub = futures[fut]
-            try:
-                r = SubmissionResult.from_dict(fut.result())
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:  # a pool process died: record it, go on
-                r = grade_submission_failed(sub, opts, f"grading process failed: {exc!r}")
-            stamp(r, sub, matched)
-            write_student(out, r, keys[sub.student])
-            results[sub.student] = r
-            if progress:
-                progress(len(results), total, r, False)
-    finally:
-        if executor is None:
-            ex.shutdown(wait=True, cancel_futures=True)
+    for sub, r in _grade_all(todo, opts, min(jobs, max(len(todo), 1)), executor):
+        stamp(r, sub, matched)
+        results[sub.student] = r = _finish(out, sub, r, keys[sub.student], opts, warnings)
+        _report_progress(progress, len(results), total, r, False)
+    warnings[:] = [clean_text(w, 1000) for w in warnings]
     rubric = opts.rubric
     planned = plan(rubric, public_only=opts.public_only, mnist=opts.mnist)
     missing = missing_results(matched, planned, {s.folder.casefold() for s in subs})
@@ -174,6 +277,11 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     ordered = [results[s.student] for s in subs] + missing
     accounting = reconcile(found, matched, ordered)
     max_score = round(sum(p.max_score for p in planned), 4)
+    infra = [r.student for r in ordered if r.status == "infra"]
+    if infra:
+        warnings.append(f"{len(infra)} submission(s) not graded because the grader itself failed (status infra: "
+                        f"{', '.join(infra[:5])}{' ...' if len(infra) > 5 else ''}); run the same command again "
+                        "to grade them")
     write_atomic(out / "gradebook.csv", render_gradebook(ordered, roster=roster is not None))
     write_atomic(out / "summary.md", render_summary(ordered, max_score, reconciliation=accounting,
                                                     unmatched=matched.unmatched, missing=[r.student for r in missing]))
@@ -181,7 +289,11 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     record = {
         "grader_version": __version__,
         "secret": opts.secret,
-        "secret_id": hashlib.sha256(opts.secret.encode()).hexdigest()[:12],
+        "secret_id": hashlib.sha256(hash_bytes(opts.secret)).hexdigest()[:12],
+        "hidden_cases": ({"scope": "per-student", "attempt": opts.attempt,
+                          "derivation": "sha256('per-student-v1' NUL secret NUL student NUL attempt)"}
+                         if opts.per_student_secret else {"scope": "run"}),
+        "time_budget": opts.time_budget,
         "rubric": {"name": rubric.name, "source": rubric.source, "sha256": rubric.digest, "total": rubric.total,
                    "public_share": rubric.public_share, "checks": rubric.checks,
                    "mnist": {k: v.__dict__ for k, v in rubric.mnist.items()}},
@@ -189,6 +301,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
         "isolation": isolation,
         "reference_mnist": opts.reference_mnist,
         "submissions": total, "graded_now": total - skipped, "skipped_as_already_graded": skipped,
+        "infra_failures": infra,
         "warnings": warnings,
         "reconciliation": accounting,
         "roster": None if roster is None else {"path": str(roster.path), "students": accounting["roster_students"],
@@ -248,9 +361,18 @@ def reconcile(found, matched: Match, rows: list[SubmissionResult]) -> dict:
     return rec
 
 
-def grade_submission_failed(sub: Submission, opts: GradeOptions, reason: str) -> SubmissionResult:
+def _report_progress(progress, done: int, total: int, r: SubmissionResult, skipped: bool) -> None:
+    if progress is None:
+        return
+    try:
+        progress(done, total, r, skipped)
+    except (OSError, ValueError):  # a closed or odd terminal must not stop the batch
+        pass
+
+
+def grade_submission_failed(sub: Submission, opts: GradeOptions, reason: str, *, status: str = "error") -> SubmissionResult:
     from ..pipeline import _zero
 
     planned = plan(opts.rubric, public_only=opts.public_only, mnist=opts.mnist)
-    return SubmissionResult(sub.student, "error", reason, [_zero(p, f"Not graded: {reason}") for p in planned],
+    return SubmissionResult(sub.student, status, reason, [_zero(p, f"Not graded: {reason}") for p in planned],
                             source=sub.path.name)

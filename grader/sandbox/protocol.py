@@ -83,8 +83,8 @@ def read_message(stream: BinaryIO, *, max_bytes: int) -> tuple[dict, list[np.nda
             raise ProtocolError(f"bad shape {shape!r}")
         nbytes = math.prod(shape) * np.dtype(dt).itemsize
         total += nbytes
-        if total > max_bytes:
-            raise ProtocolError(f"message carries more than {max_bytes} bytes of arrays")
+        if total > max_bytes:  # refused before a single byte of it is allocated
+            raise ProtocolError(f"an answer of more than {_size(max_bytes)}, the limit for this kind of message")
         plan.append((np.dtype(dt), tuple(shape), nbytes))
     arrays = []
     for dt, shape, nbytes in plan:
@@ -93,6 +93,10 @@ def read_message(stream: BinaryIO, *, max_bytes: int) -> tuple[dict, list[np.nda
             _read_into(stream, memoryview(arr.reshape(-1).view(np.uint8)))
         arrays.append(arr)
     return head, arrays
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MB" if n >= 1 << 20 else f"{n} bytes"
 
 
 def _read_into(stream: BinaryIO, view: memoryview) -> None:

@@ -10,7 +10,11 @@ from dataclasses import asdict, dataclass, field
 
 from .. import __version__
 
-STATUSES = ("ok", "error", "timeout", "rejected", "missing")  # "missing": a roster student with no submission
+#: ``infra`` extends CONTRACT.md's list (README, "Statuses"): the grader's own machinery failed for this
+#: submission (a grading process died, memory ran out in the grader, a bug of the grader), twice. It
+#: is never a verdict on the student: a resumed run grades such a submission again.
+STATUSES = ("ok", "error", "timeout", "rejected", "missing", "infra")  # "missing": a roster student with no submission
+FINAL_STATUSES = ("ok", "error", "timeout", "rejected", "missing")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class SubmissionResult:
     """Everything known about one graded submission."""
 
     student: str
-    status: str                               #: ok, error, timeout or rejected
+    status: str                               #: ok, error, timeout, rejected or infra
     reason: str = ""                          #: why, when status is not ok
     tests: list[TestResult] = field(default_factory=list)
     digest: str = ""                          #: sha256 of the student files as graded
@@ -56,6 +60,10 @@ class SubmissionResult:
     grader_version: str = __version__
     source: str = ""                          #: the submission's file or folder name
     intake: dict = field(default_factory=dict)  #: output folder, platform, lms id, lateness, roster columns
+    budget: dict = field(default_factory=dict)  #: the time budget: seconds, used, exhausted
+    secret: dict = field(default_factory=dict)  #: how the hidden cases were drawn (scope, attempt)
+    grader_trace: str = ""                    #: the grader's own traceback (record.json only, never shown)
+    attempts: int = 1                         #: grading processes it took (2: retried after an infra failure)
 
     @property
     def score(self) -> float:
@@ -90,9 +98,12 @@ class SubmissionResult:
             "extra_data": {"student": self.student, "status": self.status, "reason": self.reason,
                            "grader_version": self.grader_version, "digest": self.digest,
                            "isolation": self.isolation, "mnist": self.mnist,
-                           "timings": self.timings if include_timing else {},
                            "folder": self.intake.get("folder", ""), "late": self.intake.get("late"),
-                           "intake": self.intake},
+                           "intake": self.intake,
+                           "budget": self.budget if include_timing else
+                           {k: v for k, v in self.budget.items() if k not in ("used", "wall")},
+                           "secret": self.secret,
+                           "timings": self.timings if include_timing else {}},
         }
 
     def to_dict(self) -> dict:
@@ -104,4 +115,5 @@ class SubmissionResult:
     def from_dict(cls, d: dict) -> "SubmissionResult":
         d = dict(d)
         d["tests"] = [TestResult(**{**t, "causes": tuple(t.get("causes", ()))}) for t in d.get("tests", [])]
-        return cls(**d)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})  # a record of an older version loads too
