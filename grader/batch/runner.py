@@ -25,7 +25,9 @@ from ..intake.discover import STUDENT_FILES
 from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist
 from ..report import render_feedback, render_gradebook, render_summary, write_atomic, write_json
 from ..scoring import SubmissionResult
+from ..report.html import write_report_safely
 from .executor import make_executor
+from .shard import clear_stale_manifest, select, write_manifest
 
 KEY_FILE = ".grading-key"
 
@@ -121,10 +123,14 @@ def resolve_secret(out: Path, secret: str | None) -> tuple[str, str]:
 
 def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: int = 1,
                 progress: Callable[[int, int, SubmissionResult, bool], None] | None = None,
-                executor=None) -> BatchOutcome:
+                executor=None, shard: tuple[int, int] | None = None, html_report: bool = True) -> BatchOutcome:
     subs, warnings = discover(path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    everyone = subs
+    clear_stale_manifest(out)  # written again at the end of a finished shard run (issue 18)
+    if shard is not None:
+        subs = select(subs, shard)
     t0 = time.perf_counter()
     if opts.mnist and not opts.public_only and not opts.reference_mnist:
         opts = replace(opts, reference_mnist=reference_mnist(opts.secret, opts.data_root))
@@ -187,6 +193,10 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
         "python": sys.version.split()[0],
     }
     write_json(out / "run.json", record)
+    if shard is not None:
+        write_manifest(out, shard, subs, everyone, opts, max_score)
+    if html_report:
+        warnings += write_report_safely(out, ordered, record)
     return BatchOutcome(ordered, skipped, warnings, record, out)
 
 
