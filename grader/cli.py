@@ -131,7 +131,8 @@ def _scale_options(args):
     try:
         shard = parse_shard(args.shard) if args.shard else None
         stack = contextlib.ExitStack()
-        executor = stack.enter_context(open_executor(args.executor, jobs=args.jobs, sandbox=not args.no_sandbox))
+        executor = stack.enter_context(open_executor(args.executor, jobs=args.jobs, sandbox=not args.no_sandbox,
+                                                       submissions=args.submissions))
     except (ExecutorSpecError, ShardError) as exc:
         raise UsageError(str(exc)) from None
     with stack:

@@ -314,7 +314,7 @@ def test_a_remote_scheduler_grades_like_the_local_pool(tmp_path, dask_available)
     from distributed import LocalCluster
 
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None)
+                           dashboard_address="127.0.0.1:0")
     try:
         address = cluster.scheduler_address.replace("tcp://", "dask://")
         args = ["grade", str(ROOT / "data/examples"), "--secret", "remote", "--public-only", "--quiet"]
@@ -325,3 +325,27 @@ def test_a_remote_scheduler_grades_like_the_local_pool(tmp_path, dask_available)
         assert len(cluster.scheduler_info["workers"]) == 1  # the cluster outlives the grader's client
     finally:
         cluster.close()
+
+
+def test_preflight_refuses_workers_on_another_version_or_without_the_folder(tmp_path):
+    from grader import __version__
+    from grader.batch.dask_exec import ExecutorSpecError, preflight
+
+    class FakeClient:  # the two calls preflight makes, answering as workers of a real cluster would
+        def __init__(self, facts):
+            self.facts = facts
+
+        def wait_for_workers(self, n, timeout):
+            if not self.facts:
+                raise TimeoutError
+
+        def run(self, fn, path):
+            return {w: (f if f is not None else fn(path)) for w, f in self.facts.items()}
+
+    preflight(FakeClient({"tcp://a:1": None, "tcp://b:1": None}), str(tmp_path))  # real facts: all good
+    cases = [({"tcp://a:1": None, "tcp://b:1": {"version": "0.1", "sees": True}}, "runs grader 0.1"),
+             ({"tcp://a:1": {"version": __version__, "sees": False}}, "cannot see"),
+             ({}, "no workers")]
+    for facts, message in cases:
+        with pytest.raises(ExecutorSpecError, match=message):
+            preflight(FakeClient(facts), str(tmp_path), wait_s=0.1)

@@ -24,6 +24,7 @@ import json
 import logging
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 EXTRA_HINT = 'pip install -e ".[dask]"'
@@ -122,28 +123,65 @@ class DaskExecutor(Executor):
                 self._cluster.close()
 
 
-def make_dask_executor(kind: str, address: str | None, *, workers: int) -> DaskExecutor:
+def make_dask_executor(kind: str, address: str | None, *, workers: int, submissions: str | None = None) -> DaskExecutor:
     """Connect to a scheduler (``kind == "dask"``) or start a LocalCluster of ``workers`` processes."""
     distributed = _import_distributed()
     if kind == "dask-local":
         # One thread per worker process (each grades one submission at a time and starts its own
-        # sandbox subprocess); bound to the loopback interface; no dashboard, so no extra port.
+        # sandbox subprocess); the scheduler and its HTTP endpoint bound to the loopback interface
+        # (a random port: Dask would otherwise take 8787 on every interface).
         import dask
 
         with dask.config.set(QUIET_WORKERS):  # handed to the worker processes as they are spawned
             cluster = distributed.LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                                               host="127.0.0.1", dashboard_address=None,
+                                               host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                                silence_logs=logging.ERROR)
         return DaskExecutor(distributed.Client(cluster), cluster)
     try:
-        client = distributed.Client(address, timeout=30)
+        client = distributed.Client(address, timeout=15)
     except OSError as exc:
         raise ExecutorSpecError(f"--executor: cannot reach the Dask scheduler at {address}: {exc}") from None
+    try:
+        preflight(client, submissions)
+    except BaseException:
+        client.close()
+        raise
     return DaskExecutor(client)
 
 
+def _worker_facts(path: str | None) -> dict:
+    import os
+
+    from .. import __version__
+
+    return {"version": __version__, "sees": path is None or os.path.exists(path)}
+
+
+def preflight(client, submissions: str | None, *, wait_s: float = 60.0) -> None:
+    """Before a task is sent: workers exist, run this grader version, and see the submissions folder.
+
+    Without this, a worker on another version would grade differently and one without the shared
+    folder would reject every submission as missing."""
+    from .. import __version__
+
+    try:
+        client.wait_for_workers(1, timeout=wait_s)
+    except (TimeoutError, OSError):
+        raise ExecutorSpecError(f"--executor: the Dask scheduler has no workers after {wait_s:g} s") from None
+    path = str(Path(submissions).resolve()) if submissions else None
+    problems = []
+    for worker, facts in sorted(client.run(_worker_facts, path).items()):
+        if facts["version"] != __version__:
+            problems.append(f"{worker} runs grader {facts['version']}, this is {__version__}")
+        elif not facts["sees"]:
+            problems.append(f"{worker} cannot see {path} (the submissions must be on a shared filesystem)")
+    if problems:
+        raise ExecutorSpecError("--executor: " + "; ".join(problems[:5]))
+
+
 @contextmanager
-def open_executor(spec: str | None, *, jobs: int, sandbox: bool = True) -> Iterator[Executor | None]:
+def open_executor(spec: str | None, *, jobs: int, sandbox: bool = True,
+                  submissions: str | None = None) -> Iterator[Executor | None]:
     """The executor ``--executor`` asks for; ``None`` means the runner's own local pool."""
     kind, address = parse_spec(spec)
     if kind == "local":
@@ -152,7 +190,7 @@ def open_executor(spec: str | None, *, jobs: int, sandbox: bool = True) -> Itera
     if not sandbox:
         raise ExecutorSpecError("--no-sandbox cannot be combined with a Dask executor: student code would run "
                                 "inside the Dask worker process")
-    ex = make_dask_executor(kind, address, workers=jobs)
+    ex = make_dask_executor(kind, address, workers=jobs, submissions=submissions)
     try:
         yield ex
     finally:
