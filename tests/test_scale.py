@@ -267,6 +267,8 @@ def test_merge_reports_missing_and_duplicated_shards(small_shards, tmp_path):
     assert res.returncode == 2 and "shard 1/2 given more than once" in res.stderr
     res = _run(["merge", str(tmp_path / "m"), str(small_shards["s1"]), str(small_shards["full"])])
     assert res.returncode == 2 and "no shard.json" in res.stderr
+    res = _run(["merge", str(small_shards["s1"]), str(small_shards["s1"]), str(small_shards["s2"])])
+    assert res.returncode == 2 and "is one of the shards" in res.stderr
 
 
 def test_an_unsharded_rerun_removes_a_stale_manifest(small_shards, tmp_path):

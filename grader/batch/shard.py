@@ -161,6 +161,8 @@ def merge(out: str | Path, shard_dirs: list[str | Path]) -> MergeOutcome:
     dirs = [Path(d) for d in shard_dirs]
     if not dirs:
         raise ShardError("grader merge: give the output folders of the shards")
+    if any(d.resolve() == out.resolve() for d in dirs):
+        raise ShardError(f"grader merge: the output folder {out} is one of the shards; merge into a new folder")
     manifests = [_load_manifest(d) for d in dirs]
     problems = check_shards(dirs, manifests)
     if problems:
