@@ -77,7 +77,7 @@ def check_pass_rates(rates: list[tuple[str, float]]) -> str:
     ax.barh(y, values, color=[GREEN if v >= 99.999 else BLUE for v in values], height=0.7)
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlim(0, 100)
-    ax.invert_yaxis()
+    ax.set_ylim(len(rates) - 0.5, -0.5)  # first check on top, no empty margin
     ax.set_xlabel("submissions passing, %")
     return to_svg(fig, "checks", "Pass rate per check")
 
