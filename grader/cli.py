@@ -6,6 +6,7 @@ problem), 2 usage error, 3 internal failure of the grader, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -101,8 +102,9 @@ def cmd_grade(args) -> int:
         print(f"grader {__version__}: secret {origin}; writing to {out}", file=sys.stderr)
     roster = _roster_spec(args)
     try:
-        outcome = grade_batch(args.submissions, out, opts, jobs=args.jobs,
-                              progress=_progress_printer(not args.quiet), layout=args.layout, roster=roster)
+        with _scale_options(args) as (executor, shard):
+            outcome = grade_batch(args.submissions, out, opts, jobs=args.jobs, executor=executor, shard=shard,
+                                  progress=_progress_printer(not args.quiet), layout=args.layout, roster=roster)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -157,6 +159,53 @@ def _print_reconciliation(rec: dict) -> None:
     print(f"reconciliation ({rec.get('layout')}): {rec.get('entries_found')} entries found{ignored} -> "
           f"{rec.get('submissions')} submissions ({rec.get('rejected')} rejected){missing} = "
           f"{rec.get('rows_written')} rows written; {ok}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _scale_options(args):
+    """``--executor`` and ``--shard`` (issue 18): a bad value of either is a one-line usage error."""
+    from .batch.dask_exec import ExecutorSpecError, open_executor
+    from .batch.shard import ShardError, parse_shard
+    from .intake import UsageError
+
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+        stack = contextlib.ExitStack()
+        executor = stack.enter_context(open_executor(args.executor, jobs=args.jobs, sandbox=not args.no_sandbox,
+                                                       submissions=args.submissions))
+    except (ExecutorSpecError, ShardError) as exc:
+        raise UsageError(str(exc)) from None
+    with stack:
+        yield executor, shard
+
+
+def cmd_merge(args) -> int:
+    from .batch.shard import ShardError, merge
+    from .report.html import write_report
+
+    try:
+        outcome = merge(args.out, args.shards)
+    except ShardError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    write_report(outcome.out, outcome.results, json.loads((outcome.out / "run.json").read_text()))
+    print(f"merged {outcome.shards} shards ({len(outcome.results)} submissions) into {outcome.out}: gradebook.csv, "
+          "summary.md, run.json, report.html and one folder per student", file=sys.stderr)
+    _emit(outcome.results, args.format, outcome.out)
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from .report.html import write_report
+
+    try:
+        path = write_report(args.out)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_check(args) -> int:
@@ -232,6 +281,11 @@ def _add_grade_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                    help="draw each student's hidden cases from the secret combined with the student id (and "
                         "--attempt), so that no submission learns another's hidden cases; recorded in run.json")
     p.add_argument("--attempt", help="with --per-student-secret: an attempt or submission id mixed in too")
+    p.add_argument("--executor", default="local",
+                   help="where to grade: local (a process pool of --jobs), dask-local (a Dask LocalCluster of --jobs "
+                        "workers) or dask://HOST:PORT (a running Dask scheduler; needs the 'dask' extra)")
+    p.add_argument("--shard", metavar="I/N", help="grade only shard I of N (1-based; by a stable hash of the id) and "
+                                                  "write shard.json; join the shards with `grader merge`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="grade the bundled example submissions (data/examples)")
     _add_grade_options(d, demo=True)
     d.set_defaults(func=cmd_demo)
+
+    m = sub.add_parser("merge", help="join the output folders of `grader grade --shard i/n` runs")
+    m.add_argument("out", help="folder for the merged gradebook.csv, summary.md, run.json, report.html")
+    m.add_argument("shards", nargs="+", help="the shards' --out folders")
+    m.add_argument("--format", choices=("text", "json", "junit", "github"), default="text", help="console output")
+    m.set_defaults(func=cmd_merge)
+
+    rp = sub.add_parser("report", help="write report.html (the class report) for a graded folder")
+    rp.add_argument("out", help="the --out folder of a grading run")
+    rp.set_defaults(func=cmd_report)
 
     c = sub.add_parser("check", help="students: run the public checks on your assignment/ folder")
     c.add_argument("path", nargs="?", default=None, help="your assignment folder (default: ./assignment)")

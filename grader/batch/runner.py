@@ -36,6 +36,8 @@ from ..report.text import clean_name, clean_text, clean_tree, hash_bytes
 from ..scoring import SubmissionResult
 from ..scoring.results import FINAL_STATUSES
 from .executor import InlineExecutor, run_fresh, run_isolated
+from ..report.html import write_report_safely
+from .shard import clear_stale_manifest, select, write_manifest
 
 KEY_FILE = ".grading-key"
 
@@ -239,11 +241,16 @@ def resolve_secret(out: Path, secret: str | None) -> tuple[str, str]:
 
 def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: int = 1,
                 progress: Callable[[int, int, SubmissionResult, bool], None] | None = None,
-                executor=None, layout: str = "auto", roster: RosterSpec | None = None) -> BatchOutcome:
+                executor=None, layout: str = "auto", roster: RosterSpec | None = None,
+                shard: tuple[int, int] | None = None, html_report: bool = True) -> BatchOutcome:
     out = Path(out)
     found, matched = intake_batch(path, out, layout, roster)
     subs, warnings = found.subs, found.warnings + matched.warnings
     out.mkdir(parents=True, exist_ok=True)
+    everyone = subs
+    clear_stale_manifest(out)  # written again at the end of a finished shard run (issue 18)
+    if shard is not None:
+        subs = select(subs, shard)
     t0 = time.perf_counter()
     if opts.mnist and not opts.public_only and not opts.reference_mnist:
         opts = replace(opts, reference_mnist=reference_mnist(opts.secret, opts.data_root))
@@ -311,6 +318,10 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
         "python": sys.version.split()[0],
     }
     write_json(out / "run.json", record)
+    if shard is not None:
+        write_manifest(out, shard, subs, everyone, opts, max_score)
+    if html_report:
+        warnings += write_report_safely(out, ordered, record)
     return BatchOutcome(ordered, skipped, warnings, record, out)
 
 

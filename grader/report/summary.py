@@ -18,11 +18,12 @@ def class_statistics(results: list[SubmissionResult]) -> dict:
         rows = [r.component_scores().get(c) for r in results]
         rows = [x for x in rows if x and x[1] > 0]
         comp_pass[c] = (sum(1 for s, m in rows if s >= m - 1e-9), len(rows))
-    causes = Counter(c for r in results for c in {c for t in r.tests for c in t.causes})
+    causes = Counter(c for r in results for c in sorted({c for t in r.tests for c in t.causes}))
     return {"count": n, "mean": round(sum(scores) / n, 3) if n else 0.0, "median": round(median, 3),
             "min": scores[0] if n else 0.0, "max": scores[-1] if n else 0.0,
             "status": dict(Counter(r.status for r in results)), "component_full_marks": comp_pass,
-            "causes": causes.most_common(), "scores": scores}
+            "causes": sorted(causes.items(), key=lambda kv: (-kv[1], kv[0])),  # ties by name: the same in every process
+            "scores": scores}
 
 
 def _cell(s) -> str:
