@@ -60,6 +60,10 @@ def _emit(results, fmt: str, out: Path | None) -> None:
             write_atomic(out / "junit.xml", xml)
             print(f"wrote {out / 'junit.xml'}", file=sys.stderr)
         sys.stdout.write(xml)
+    elif fmt == "classroom":
+        from .instructor.classroom import emit
+
+        emit(results, out)
     elif fmt == "github":
         summary = github_summary(results)
         path = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -93,11 +97,18 @@ def cmd_grade(args) -> int:
     secret, origin = resolve_secret(out, args.secret)
     opts = GradeOptions(secret=secret, rubric_path=args.rubric, public_only=args.public_only,
                         sandbox=not args.no_sandbox, mnist=not args.no_mnist)
+    from .instructor.run import InstructorError, finish, prepare
+
+    try:  # overrides, late policy, --only: refused before anything is graded (issue 19)
+        ctx = prepare(args, out, opts)
+    except (InstructorError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if not args.quiet:
         print(f"grader {__version__}: secret {origin}; writing to {out}", file=sys.stderr)
     try:
         outcome = grade_batch(args.submissions, out, opts, jobs=args.jobs,
-                              progress=_progress_printer(not args.quiet))
+                              progress=_progress_printer(not args.quiet), regrade=ctx.regrade)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -105,6 +116,7 @@ def cmd_grade(args) -> int:
         print("\ninterrupted: finished submissions are saved; run the same command again to resume.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    outcome.warnings.extend(finish(ctx, outcome, opts))
     for w in outcome.warnings:
         print(f"warning: {w}", file=sys.stderr)
     _emit(outcome.results, args.format, out)
@@ -116,6 +128,18 @@ def cmd_grade(args) -> int:
         if low:
             print(f"fail-under {args.fail_under:g}: {len(low)} submission(s) below", file=sys.stderr)
             return EXIT_FAIL_UNDER
+    return EXIT_OK
+
+
+def cmd_diff(args) -> int:
+    from .instructor.history import DiffError, diff, load_runs, render_diff
+
+    try:
+        a, b, changes = diff(load_runs(Path(args.out)), *(args.run or [None])[:2])
+    except DiffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(render_diff(a, b, changes))
     return EXIT_OK
 
 
@@ -161,13 +185,21 @@ def _add_grade_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
     p.add_argument("--secret", help="secret the hidden cases are drawn from (default: $GRADER_SECRET, the previous "
                                     "run's in --out, or a new random one; always recorded in run.json)")
     p.add_argument("--rubric", help="rubric TOML file (default: the built-in one, 100 points)")
-    p.add_argument("--format", choices=("text", "json", "junit", "github"), default="text", help="console output")
+    p.add_argument("--format", choices=("text", "json", "junit", "github", "classroom"), default="text",
+                   help="console output (classroom: GitHub Classroom's runner result and points notice)")
     p.add_argument("--fail-under", type=float, help="exit with status 1 if any submission scores below this")
     p.add_argument("--public-only", action="store_true", help="only the public checks (no hidden cases, no MNIST)")
     p.add_argument("--no-mnist", action="store_true", help="skip the MNIST training tests")
     p.add_argument("--no-sandbox", action="store_true", help="instructor-only debugging: run code in-process")
     p.add_argument("--force-unsafe", action="store_true", help="allow --no-sandbox")
     p.add_argument("--quiet", action="store_true", help="no progress or summary lines on stderr")
+    p.add_argument("--only", help="regrade only these students (comma-separated ids); keep every other row")
+    p.add_argument("--only-file", help="regrade only the students listed in this file, one id a line")
+    p.add_argument("--changed", action="store_true", help="regrade only submissions whose bytes changed")
+    p.add_argument("--regrade-all", action="store_true", help="regrade every submission, even if already graded")
+    p.add_argument("--overrides", help="instructor overrides TOML (default: OUT/overrides.toml when present)")
+    p.add_argument("--submission-times", help="CSV student,submitted_at (or a Moodle grading worksheet) for the "
+                                              "rubric's [late] policy; 'mtime' uses file times (only when asked)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="students: run the public checks on your assignment/ folder")
     c.add_argument("path", nargs="?", default=None, help="your assignment folder (default: ./assignment)")
     c.add_argument("--component", help="only this component (Linear, ReLU, LogSoftmax, NLLLoss, LogisticRegression)")
-    c.add_argument("--format", choices=("text", "github"), default="text")
+    c.add_argument("--format", choices=("text", "github", "classroom"), default="text")
     c.set_defaults(func=cmd_check)
 
     v = sub.add_parser("validate", help="reference full marks, skeleton zero, every known-buggy variant caught")
@@ -196,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--sandbox", action="store_true", help="also grade the reference through the sandbox")
     v.add_argument("--verbose", action="store_true")
     v.set_defaults(func=cmd_validate)
+
+    df = sub.add_parser("diff", help="students whose scores changed between runs (OUT/history.jsonl)")
+    df.add_argument("out", help="the --out folder of grader grade")
+    df.add_argument("--run", action="append", help="run id (or a unique prefix); once: that run's changes, "
+                                                   "twice: from the first run's scores to the second's")
+    df.set_defaults(func=cmd_diff)
 
     r = sub.add_parser("release", help="build the student distribution")
     r.add_argument("out", help="output folder")

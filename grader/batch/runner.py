@@ -37,6 +37,7 @@ class BatchOutcome:
     warnings: list[str] = field(default_factory=list)
     record: dict = field(default_factory=dict)
     out: Path | None = None
+    graded: list[str] = field(default_factory=list)  #: the students graded by this run (not resumed)
 
 
 FULL_HASH_LIMIT = 1 << 30  # bytes; larger files (refused by intake anyway) are keyed by size, mtime, head, tail
@@ -75,7 +76,7 @@ def fingerprint(sub: Submission) -> str:
 
 
 def job_key(sub: Submission, opts: GradeOptions) -> str:
-    parts = [fingerprint(sub), sub.student, opts.rubric.digest, opts.secret, __version__,
+    parts = [fingerprint(sub), sub.student, opts.rubric.grading_digest or opts.rubric.digest, opts.secret, __version__,
              str(opts.public_only), str(opts.mnist), str(opts.sandbox)]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
@@ -85,20 +86,21 @@ def grade_job(sub: Submission, opts: GradeOptions) -> dict:
     return grade_submission(sub, opts).to_dict()
 
 
-def _load_done(out: Path, sub: Submission, key: str) -> SubmissionResult | None:
+def _load_done(out: Path, sub: Submission, key: str | None) -> SubmissionResult | None:
+    """The stored result of ``sub`` if it was graded under ``key`` (None: whatever its key)."""
     d = out / sub.student
     try:
-        if (d / KEY_FILE).read_text().strip() != key:
+        if key is not None and (d / KEY_FILE).read_text().strip() != key:
             return None
         return SubmissionResult.from_dict(json.loads((d / "record.json").read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def write_student(out: Path, r: SubmissionResult, key: str) -> None:
+def write_student(out: Path, r: SubmissionResult, key: str, *, presentation=None) -> None:
     d = out / r.student
     write_json(d / "record.json", r.to_dict())  # the full result: a resumed run rebuilds reports from it
-    write_json(d / "results.json", r.to_gradescope())
+    write_json(d / "results.json", r.to_gradescope(presentation=presentation))
     write_atomic(d / "feedback.md", render_feedback(r))
     write_atomic(d / KEY_FILE, key + "\n")  # last: its presence means the folder is complete
 
@@ -121,7 +123,9 @@ def resolve_secret(out: Path, secret: str | None) -> tuple[str, str]:
 
 def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: int = 1,
                 progress: Callable[[int, int, SubmissionResult, bool], None] | None = None,
-                executor=None) -> BatchOutcome:
+                executor=None, regrade: Callable[[Submission], bool] | None = None) -> BatchOutcome:
+    """``regrade`` (``--only``, ``--changed``, issue 19): grade exactly the submissions it selects and
+    keep the stored result of every other one, whatever its key (graded anyway if it has none)."""
     subs, warnings = discover(path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +138,10 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     keys = {}
     for sub in subs:
         keys[sub.student] = key = job_key(sub, opts)
-        done = _load_done(out, sub, key)
+        if regrade is None:
+            done = _load_done(out, sub, key)
+        else:
+            done = None if regrade(sub) else _load_done(out, sub, None)
         if done is not None:
             results[sub.student] = done
         else:
@@ -156,7 +163,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
                 raise
             except BaseException as exc:  # a pool process died: record it, go on
                 r = grade_submission_failed(sub, opts, f"grading process failed: {exc!r}")
-            write_student(out, r, keys[sub.student])
+            write_student(out, r, keys[sub.student], presentation=opts.rubric.presentation)
             results[sub.student] = r
             if progress:
                 progress(len(results), total, r, False)
@@ -187,7 +194,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
         "python": sys.version.split()[0],
     }
     write_json(out / "run.json", record)
-    return BatchOutcome(ordered, skipped, warnings, record, out)
+    return BatchOutcome(ordered, skipped, warnings, record, out, graded=[s.student for s in todo])
 
 
 def grade_submission_failed(sub: Submission, opts: GradeOptions, reason: str) -> SubmissionResult:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,9 @@ class Rubric:
     mnist: dict[str, MnistRule]
     source: str = field(default="", compare=False)
     digest: str = ""
+    late: object = None             #: grader.instructor.late.LatePolicy or None ([late])
+    presentation: object = None     #: grader.instructor.visibility.Presentation ([visibility], [leaderboard])
+    grading_digest: str = ""        #: sha256 of what can change a score (not [late], [visibility], [leaderboard])
 
     @property
     def total(self) -> float:
@@ -87,4 +91,35 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
         raise RubricError(f"rubric {p}: public_share must be between 0 and 1")
     ordered = {cid: float(checks[cid]) for cid in REGISTRY if cid in checks}
     return Rubric(str(head.get("name", "rubric")), share, bool(head.get("partial_credit", True)), ordered, mnist,
-                  source=str(p), digest=hashlib.sha256(raw_bytes).hexdigest())
+                  source=str(p), digest=hashlib.sha256(raw_bytes).hexdigest(), late=_parse_late(data, p),
+                  presentation=_parse_presentation(data, p), grading_digest=grading_digest(data))
+
+
+#: sections that only change how results are presented or penalised, never a check's score: editing
+#: them (a moved deadline, hidden tests released) must not regrade anything (issue 19)
+PRESENTATION_SECTIONS = ("late", "visibility", "leaderboard")
+
+
+def grading_digest(data: dict) -> str:
+    kept = {k: v for k, v in data.items() if k not in PRESENTATION_SECTIONS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _parse_late(data: dict, p: Path):
+    if "late" not in data:
+        return None
+    from ..instructor.late import LateError, LatePolicy
+
+    try:
+        return LatePolicy.from_table(data["late"], base=p.parent, where=f"rubric {p}")
+    except LateError as exc:
+        raise RubricError(str(exc)) from None
+
+
+def _parse_presentation(data: dict, p: Path):
+    from ..instructor.visibility import VisibilityError, parse_presentation
+
+    try:
+        return parse_presentation(data.get("visibility"), data.get("leaderboard"), f"rubric {p}")
+    except VisibilityError as exc:
+        raise RubricError(str(exc)) from None
