@@ -62,7 +62,9 @@ def parse_presentation(vis: dict | None, board: dict | None, where: str) -> Pres
                         board.get("training_time", True), comp)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")        #: special anywhere in a line
+_MD_LINE_START = re.compile(r"^([#>+=-])")      #: special only where a line starts
+_MD_ORDERED = re.compile(r"^(\d+)([.)])")     #: "1." would start a numbered list
 
 
 def markdown(text: str) -> str:
@@ -73,6 +75,9 @@ def markdown(text: str) -> str:
         s = line.strip()
         s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         s = _MD_SPECIAL.sub(r"\\\1", s)
+        s = _MD_LINE_START.sub(lambda m: "\\" + m.group(1), s)
+        s = _MD_ORDERED.sub(lambda m: m.group(1) + "\\" + m.group(2), s)
+        s = s.replace("://", ":\\/\\/").replace("www.", "www\\.")  # no automatic links
         if s.startswith("What to try:"):
             s = "**What to try:**" + s[len("What to try:"):]
         out.append(s)
