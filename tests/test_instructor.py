@@ -385,11 +385,19 @@ def test_classroom_runner_result_and_notice(tmp_path, bug, full):
     linear = next(t for t in doc["tests"] if t["name"] == "Linear")
     assert (linear["status"] == "pass") == full and ("dL/db" in linear["message"]) != full
     notice = [ln for ln in r.stdout.splitlines() if ln.startswith("::notice")]
-    assert notice[0] == f"::notice title=Autograding complete::Points {classroom.js_number(round(total, 2))}/65"
-    assert json.loads(notice[1].split("::", 2)[2]) == {"totalPoints": round(total, 2), "maxPoints": 65}
+    assert notice[0] == f"::notice title=Autograding complete::Points {classroom.js_number(round(total, 4))}/65"
+    assert json.loads(notice[1].split("::", 2)[2]) == {"totalPoints": round(total, 4), "maxPoints": 65}
+    assert (notice[0].endswith("Points 65/65")) == full   # a correct submission: exactly its maximum
     assert json.loads((tmp_path / "out" / "classroom.json").read_text()) == doc
 
 
 def test_classroom_js_number_and_one_submission():
     assert classroom.js_number(65.0) == "65" and classroom.js_number(56.75) == "56.75"
     assert classroom.emit([], None) == 2
+    from grader.scoring import SubmissionResult, TestResult
+
+    tests = [TestResult(f"{c}: x (public)", c, "x", "public", s, s, "") for c, s in
+             (("Linear", 0.1), ("ReLU", 0.2), ("NLLLoss", 0.3))]
+    doc = classroom.runner_result(SubmissionResult("s", "ok", tests=tests))
+    assert classroom.points(doc)[0] != 0.6   # the reporter's own sum has float noise here ...
+    assert classroom.notices(doc)[0].endswith("Points 0.6/0.6") and doc["status"] == "pass"   # ... ours does not

@@ -213,7 +213,7 @@ def test_student_classroom_step_runs(tmp_path):
     total = sum(t["score"] for t in doc["tests"])
     assert 0 < total < doc["max_score"]
     notice = next(ln for ln in r.stdout.splitlines() if ln.startswith("::notice title=Autograding complete::"))
-    assert notice.endswith(f"Points {round(total, 2):g}/{doc['max_score']:g}")
+    assert notice.endswith(f"Points {round(total, 4):g}/{doc['max_score']:g}")
 
 
 # --- pinned actions and zizmor ---------------------------------------------------------------------

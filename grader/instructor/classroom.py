@@ -12,8 +12,9 @@ from these notices. ``--format classroom`` writes the runner document to ``$GITH
 without the reporter reports points too (set ``GRADER_CLASSROOM_NOTICE=0`` when the reporter runs,
 so the points are not announced twice).
 
-One test per component, scored with the component's points rounded to 2 decimals (the total is
-added up in the same order the reporter adds it, so both announce the same number).
+One test per component, with the component's points (to the grader's 4 decimals). The reporter adds
+them up in doubles and may print float noise (``8.625000000000002``); the notices printed here round
+the same sum to 4 decimals, so a correct submission is announced with exactly its maximum.
 """
 from __future__ import annotations
 
@@ -47,11 +48,11 @@ def runner_result(r: SubmissionResult) -> dict:
         failed = [t for t in mine if not t.passed]
         message = ("; ".join(f"{t.name.split(': ', 1)[-1]} {t.score:g}/{t.max_score:g}" for t in failed)
                    or "all checks passed")
-        tests.append({"name": comp, "status": "fail" if failed else "pass", "score": round(score, 2),
+        tests.append({"name": comp, "status": "fail" if failed else "pass", "score": score,
                       "message": _clean(message), "test_code": "", "filename": "", "line_no": 0,
                       "execution_time": f"{r.timings.get(comp, 0.0):.2f}s"})
     status = "error" if r.status != "ok" else ("fail" if any(t["status"] == "fail" for t in tests) else "pass")
-    return {"version": 1, "status": status, "max_score": round(r.max_score, 2), "tests": tests}
+    return {"version": 1, "status": status, "max_score": r.max_score, "tests": tests}
 
 
 def js_number(x: float) -> str:
@@ -69,7 +70,7 @@ def points(doc: dict) -> tuple[float, float]:
 
 def notices(doc: dict) -> list[str]:
     total, top = points(doc)
-    total = round(total, 2)
+    total, top = round(total, 4), round(top, 4)  # the grader's own precision: no float noise in the notice
     return [f"::notice title=Autograding complete::Points {js_number(total)}/{js_number(top)}",
             "::notice title=Autograding report::" + json.dumps({"totalPoints": total, "maxPoints": top},
                                                                  separators=(",", ":"))]
