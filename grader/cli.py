@@ -171,9 +171,14 @@ def cmd_release(args) -> int:
 
 
 def cmd_gradescope(args) -> int:
-    from .release import build_gradescope_bundle
+    from .release import ReleaseError, build_gradescope_bundle
+    from .scoring.rubric import RubricError
 
-    path = build_gradescope_bundle(Path(args.out), rubric=args.rubric)
+    try:
+        path = build_gradescope_bundle(Path(args.out), rubric=args.rubric)
+    except (ReleaseError, RubricError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"wrote the Gradescope autograder bundle {path}")
     return EXIT_OK
 

@@ -136,3 +136,13 @@ def test_schema_rejects_what_gradescope_would_not_read():
                    {**doc, "leaderboard": [{"name": "x"}]}):
         with pytest.raises(jsonschema.ValidationError):
             validate(broken)
+
+
+def test_gradescope_bundle_refuses_a_late_table(tmp_path):
+    # on Gradescope, lateness is the assignment's setting; a bundled [late] would only break grading
+    rubric = tmp_path / "r.toml"
+    rubric.write_text((ROOT / "grader/scoring/default_rubric.toml").read_text()
+                      + '\n[late]\ndeadline = 2026-12-01T12:00:00Z\nper_day = 10\n')
+    r = subprocess.run([sys.executable, "-m", "grader.cli", "gradescope", str(tmp_path / "ag.zip"), "--rubric",
+                        str(rubric)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 2 and "[late]" in r.stderr and not (tmp_path / "ag.zip").exists()
