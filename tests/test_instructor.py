@@ -401,3 +401,24 @@ def test_classroom_js_number_and_one_submission():
     doc = classroom.runner_result(SubmissionResult("s", "ok", tests=tests))
     assert classroom.points(doc)[0] != 0.6   # the reporter's own sum has float noise here ...
     assert classroom.notices(doc)[0].endswith("Points 0.6/0.6") and doc["status"] == "pass"   # ... ours does not
+
+
+def test_history_reads_past_a_damaged_line_and_diffs_states(tmp_path):
+    def run(rid, students):
+        return json.dumps({"run": rid, "students": {s: {"old": o, "new": n, "old_tests": ot, "new_tests": nt}
+                                                    for s, (o, n, ot, nt) in students.items()}})
+    lines = [run("r1-aa", {"a": (None, 10, {}, {"t1": 10}), "b": (None, 5, {}, {"t1": 5})}),
+             '{"run": "r2-bb", "students": {"a": {"old"',   # a write cut short
+             run("r3-cc", {"a": (10, 7, {"t1": 10}, {"t1": 7})}),
+             run("r4-dd", {"a": (7, 10, {"t1": 7}, {"t1": 10}), "b": (5, 6, {"t1": 5}, {"t1": 6})})]
+    (tmp_path / "history.jsonl").write_text("\n".join(lines) + "\n")
+    runs = history.load_runs(tmp_path)
+    assert [r["run"] for r in runs] == ["r1-aa", "r3-cc", "r4-dd"]
+    _a, _b, changes = history.diff(runs)                      # the last run: a back to 10, b 5 -> 6
+    assert [(c.student, c.delta) for c in changes] == [("a", 3.0), ("b", 1.0)]
+    _a, _b, changes = history.diff(runs, "r1", "r4")            # a ends where it started: only b
+    assert [(c.student, c.old, c.new, c.tests) for c in changes] == [("b", 5, 6, (("t1", 5, 6),))]
+    with pytest.raises(history.DiffError, match="ambiguous"):
+        history.diff(runs, "r")
+    with pytest.raises(history.DiffError, match="not found"):
+        history.diff(runs, "r9")
