@@ -162,10 +162,12 @@ def diff(runs: list[dict], run_a: str | None = None, run_b: str | None = None) -
 
 
 def render_diff(label_a: str, label_b: str, changes: list[Change]) -> str:
+    from ..intake.discover import shown  # ids come from file names: no escape sequence reaches a terminal
+
     fmt = (lambda x: "-" if x is None else f"{x:g}")
     lines = [f"{label_a} -> {label_b}: {len(changes)} student(s) changed"]
     for c in changes:
-        lines.append(f"{c.student}: {fmt(c.old)} -> {fmt(c.new)} ({c.delta:+g})")
+        lines.append(f"{shown(c.student)}: {fmt(c.old)} -> {fmt(c.new)} ({c.delta:+g})")
         for name, a, b in c.tests:
             lines.append(f"    {name}: {fmt(a)} -> {fmt(b)}")
     return "\n".join(lines) + "\n"

@@ -309,7 +309,7 @@ def collect_times(records: dict[str, str], *, root: Path | None, policy: LatePol
         ts.by_student.update(times_from_csv(Path(path), records, tz))
     for sid, h in sorted(ts.by_student.items()):
         if h.late_mark and h.at is None:
-            ts.warnings.append(f"{sid}: marked late by the platform, but no submission time is known; no penalty "
+            ts.warnings.append(f"{sid!r}: marked late by the platform, but no submission time is known; no penalty "
                                "applied (give the time with --submission-times)")
     return ts
 

@@ -132,7 +132,7 @@ def finish(ctx: Context, outcome, opts) -> list[str]:
         handed, warnings = ts.by_student, ts.warnings
         extensions = load_extensions(policy, set(sources))
     rows = compute_rows(results, ctx.overrides, policy, handed, extensions)
-    warnings += [f"{sid}: {n}" for sid, row in sorted(rows.items()) for n in row.adjusted.notes]
+    warnings += [f"{sid!r}: {n}" for sid, row in sorted(rows.items()) for n in row.adjusted.notes]
     if ctx.overrides or policy is not None:
         cols = Columns(rows, overrides=bool(ctx.overrides), late=policy is not None)
         write_atomic(ctx.out / "gradebook.csv", render_gradebook(results, extra=cols))
