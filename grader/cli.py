@@ -61,6 +61,10 @@ def _emit(results, fmt: str, out: Path | None) -> None:
             write_atomic(out / "junit.xml", xml)
             print(f"wrote {out / 'junit.xml'}", file=sys.stderr)
         sys.stdout.write(xml)
+    elif fmt == "classroom":
+        from .instructor.classroom import emit
+
+        emit(results, out)
     elif fmt == "github":
         summary = github_summary(results)
         path = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -98,13 +102,21 @@ def cmd_grade(args) -> int:
     if args.time_budget <= 0 or (args.attempt and not args.per_student_secret):
         print("error: --time-budget must be positive, and --attempt needs --per-student-secret", file=sys.stderr)
         return EXIT_USAGE
+    from .instructor.run import InstructorError, finish, prepare
+
+    try:  # overrides, late policy, --only: refused before anything is graded (issue 19)
+        ctx = prepare(args, out, opts)
+    except (InstructorError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if not args.quiet:
         print(f"grader {__version__}: secret {origin}; writing to {out}", file=sys.stderr)
     roster = _roster_spec(args)
     try:
         with _scale_options(args) as (executor, shard):
             outcome = grade_batch(args.submissions, out, opts, jobs=args.jobs, executor=executor, shard=shard,
-                                  progress=_progress_printer(not args.quiet), layout=args.layout, roster=roster)
+                                  progress=_progress_printer(not args.quiet), layout=args.layout, roster=roster,
+                                  regrade=ctx.regrade)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -112,6 +124,7 @@ def cmd_grade(args) -> int:
         print("\ninterrupted: finished submissions are saved; run the same command again to resume.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    outcome.warnings.extend(finish(ctx, outcome, opts))
     for w in outcome.warnings:
         print(f"warning: {w}", file=sys.stderr)
     _emit(outcome.results, args.format, out)
@@ -208,6 +221,18 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def cmd_diff(args) -> int:
+    from .instructor.history import DiffError, diff, load_runs, render_diff
+
+    try:
+        a, b, changes = diff(load_runs(Path(args.out)), *(args.run or [None])[:2])
+    except DiffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(render_diff(a, b, changes))
+    return EXIT_OK
+
+
 def cmd_check(args) -> int:
     from .student import check_path
 
@@ -236,9 +261,14 @@ def cmd_release(args) -> int:
 
 
 def cmd_gradescope(args) -> int:
-    from .release import build_gradescope_bundle
+    from .release import ReleaseError, build_gradescope_bundle
+    from .scoring.rubric import RubricError
 
-    path = build_gradescope_bundle(Path(args.out), rubric=args.rubric)
+    try:
+        path = build_gradescope_bundle(Path(args.out), rubric=args.rubric)
+    except (ReleaseError, RubricError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"wrote the Gradescope autograder bundle {path}")
     return EXIT_OK
 
@@ -250,7 +280,8 @@ def _add_grade_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
     p.add_argument("--secret", help="secret the hidden cases are drawn from (default: $GRADER_SECRET, the previous "
                                     "run's in --out, or a new random one; always recorded in run.json)")
     p.add_argument("--rubric", help="rubric TOML file (default: the built-in one, 100 points)")
-    p.add_argument("--format", choices=("text", "json", "junit", "github"), default="text", help="console output")
+    p.add_argument("--format", choices=("text", "json", "junit", "github", "classroom"), default="text",
+                   help="console output (classroom: GitHub Classroom's runner result and points notice)")
     p.add_argument("--fail-under", type=float, help="exit with status 1 if any submission scores below this")
     p.add_argument("--public-only", action="store_true", help="only the public checks (no hidden cases, no MNIST)")
     p.add_argument("--no-mnist", action="store_true", help="skip the MNIST training tests")
@@ -286,6 +317,13 @@ def _add_grade_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                         "workers) or dask://HOST:PORT (a running Dask scheduler; needs the 'dask' extra)")
     p.add_argument("--shard", metavar="I/N", help="grade only shard I of N (1-based; by a stable hash of the id) and "
                                                   "write shard.json; join the shards with `grader merge`")
+    p.add_argument("--only", help="regrade only these students (comma-separated ids); keep every other row")
+    p.add_argument("--only-file", help="regrade only the students listed in this file, one id a line")
+    p.add_argument("--changed", action="store_true", help="regrade only submissions whose bytes changed")
+    p.add_argument("--regrade-all", action="store_true", help="regrade every submission, even if already graded")
+    p.add_argument("--overrides", help="instructor overrides TOML (default: OUT/overrides.toml when present)")
+    p.add_argument("--submission-times", help="CSV student,submitted_at (or a Moodle grading worksheet) for the "
+                                              "rubric's [late] policy; 'mtime' uses file times (only when asked)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="students: run the public checks on your assignment/ folder")
     c.add_argument("path", nargs="?", default=None, help="your assignment folder (default: ./assignment)")
     c.add_argument("--component", help="only this component (Linear, ReLU, LogSoftmax, NLLLoss, LogisticRegression)")
-    c.add_argument("--format", choices=("text", "github"), default="text")
+    c.add_argument("--format", choices=("text", "github", "classroom"), default="text")
     c.set_defaults(func=cmd_check)
 
     v = sub.add_parser("validate", help="reference full marks, skeleton zero, every known-buggy variant caught")
@@ -324,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--sandbox", action="store_true", help="also grade the reference through the sandbox")
     v.add_argument("--verbose", action="store_true")
     v.set_defaults(func=cmd_validate)
+
+    df = sub.add_parser("diff", help="students whose scores changed between runs (OUT/history.jsonl)")
+    df.add_argument("out", help="the --out folder of grader grade")
+    df.add_argument("--run", action="append", help="run id (or a unique prefix); once: that run's changes, "
+                                                   "twice: from the first run's scores to the second's")
+    df.set_defaults(func=cmd_diff)
 
     r = sub.add_parser("release", help="build the student distribution")
     r.add_argument("out", help="output folder")

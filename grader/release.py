@@ -882,7 +882,9 @@ def build_gradescope_bundle(out_zip: Path, rubric: str | None) -> Path:
     from .scoring.rubric import DEFAULT, load_rubric
 
     out_zip = Path(out_zip).resolve()
-    load_rubric(rubric)  # refuses an invalid rubric now rather than on Gradescope
+    if load_rubric(rubric).late is not None:  # refuses an invalid rubric now rather than on Gradescope
+        raise ReleaseError("the rubric has a [late] table, which grader grade applies to a batch; on Gradescope "
+                           "set the late policy in the assignment's settings and bundle a rubric without [late]")
     rubric_bytes = Path(rubric).read_bytes() if rubric else DEFAULT.read_bytes()
     files: dict[str, tuple[bytes, int]] = {}
 

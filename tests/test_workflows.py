@@ -2,8 +2,10 @@
 commands they run work here on a sample submission (with GITHUB_STEP_SUMMARY set as on a runner)."""
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -70,7 +72,10 @@ def test_student_check():
     assert set(triggers(wf)) == {"push", "pull_request"}
     assert wf["permissions"] == {"contents": "read"}
     assert any("pip install -e ." in r for r in runs(wf))
-    assert step(wf, "grader check")["run"].strip() == "grader check --format github"
+    assert step(wf, "grader check --format github")["run"].strip() == "grader check --format github"
+    classroom = step(wf, "--format classroom")
+    assert classroom["id"] == "backprop" and classroom["run"].strip() == "grader check --format classroom"
+    assert "BACKPROP_RESULTS" in STUDENT.read_text() and "Autograding complete" in STUDENT.read_text()
 
 
 def test_instructor_collect_runs_no_student_code():
@@ -140,7 +145,7 @@ def _annotations(stdout: str) -> list[str]:
 def test_student_check_command_runs(tmp_path):
     project = tmp_path / "repo"
     _buggy_files(project / "assignment")
-    cmd = step(load(STUDENT), "grader check")["run"]
+    cmd = step(load(STUDENT), "grader check --format github")["run"]
     r = subprocess.run(["bash", "-e", "-c", cmd], cwd=project, capture_output=True, text=True,
                        env=_env(tmp_path), timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -190,3 +195,76 @@ def test_collect_and_grade_commands_run(tmp_path):
     assert "repos/course/hw/statuses/0123abcd" in args and "state=success" in args
     desc = next(a for a in args if a.startswith("description="))
     assert f"score {results['score']:g} / 100" in desc
+
+
+def test_student_classroom_step_runs(tmp_path):
+    project = tmp_path / "repo"
+    _buggy_files(project / "assignment")
+    gh_out = tmp_path / "github-output"
+    gh_out.write_text("")
+    cmd = step(load(STUDENT), "--format classroom")["run"]
+    r = subprocess.run(["bash", "-e", "-c", cmd], cwd=project, capture_output=True, text=True,
+                       env=_env(tmp_path, GITHUB_OUTPUT=str(gh_out)), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (line,) = [ln for ln in gh_out.read_text().splitlines() if ln.startswith("result=")]
+    doc = json.loads(base64.b64decode(line[len("result="):]))
+    linear = next(t for t in doc["tests"] if t["name"] == "Linear")
+    assert doc["status"] == "fail" and linear["status"] == "fail" and linear["score"] < 3
+    total = sum(t["score"] for t in doc["tests"])
+    assert 0 < total < doc["max_score"]
+    notice = next(ln for ln in r.stdout.splitlines() if ln.startswith("::notice title=Autograding complete::"))
+    assert notice.endswith(f"Points {round(total, 4):g}/{doc['max_score']:g}")
+
+
+# --- pinned actions and zizmor ---------------------------------------------------------------------
+
+PIN = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})\s+#\s*v\d+(?:\.\d+)*\s*$")
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_commit(path):
+    lines = [ln for ln in path.read_text().splitlines() if re.match(r"^\s*(-\s+)?uses:", ln)]
+    assert lines, path
+    for ln in lines:
+        assert PIN.match(ln), f"{path.name}: not pinned to a commit with its tag in a comment: {ln.strip()}"
+    assert len(lines) == sum(1 for s in steps(load(path)) if "uses" in s)
+
+
+def _zizmor(*paths: Path) -> list[dict]:
+    exe = shutil.which("zizmor")
+    if exe is None:
+        pytest.skip("zizmor is not installed (pip install -e '.[test]')")
+    r = subprocess.run([exe, "--offline", "--no-progress", "--format", "json", *map(str, paths)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode in (0, 10, 11, 12, 13, 14), r.stderr[-2000:]  # 10+: findings (zizmor's exit codes)
+    return json.loads(r.stdout or "[]")
+
+
+#: suppressed findings, each explained in the workflow beside the ignore comment
+EXPLAINED = {("instructor-grade.yml", "dangerous-triggers")}
+
+
+def test_zizmor_offline_finds_nothing_unexplained():
+    findings = _zizmor(*ALL)
+    loud = [(f["ident"], f["determinations"]["severity"], f["locations"][0]["symbolic"]["key"]["Local"]["verbatim_path"])
+            for f in findings if not f.get("ignored") and f["determinations"]["severity"] in ("Medium", "High")]
+    assert not loud, loud
+    for path in ALL:
+        for m in re.finditer(r"zizmor: ignore\[([\w-]+)\](.*)", path.read_text()):
+            assert (path.name, m.group(1)) in EXPLAINED, f"{path.name}: unexplained ignore of {m.group(1)}"
+            assert len(m.group(2).strip()) > 20, f"{path.name}: the ignore of {m.group(1)} gives no reason"
+    grade = GRADE.read_text()
+    for why in ("default branch", "as data", "secrets"):
+        assert why in grade, why
+
+
+def test_zizmor_flags_an_unpinned_action(tmp_path):
+    # negative control: the same template with a tag instead of a commit is reported
+    wf = tmp_path / ".github" / "workflows" / "student-check.yml"
+    wf.parent.mkdir(parents=True)
+    wf.write_text(re.sub(r"actions/checkout@[0-9a-f]{40}\s+# v[\d.]+", "actions/checkout@v4", STUDENT.read_text()))
+    idents = {f["ident"] for f in _zizmor(wf) if not f.get("ignored")}
+    assert "unpinned-uses" in idents
+    unexplained = GRADE.read_text().replace("# zizmor: ignore[dangerous-triggers]", "#")
+    (wf.parent / "grade.yml").write_text(unexplained)
+    assert "dangerous-triggers" in {f["ident"] for f in _zizmor(wf.parent / "grade.yml") if not f.get("ignored")}

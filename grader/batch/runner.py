@@ -49,6 +49,7 @@ class BatchOutcome:
     warnings: list[str] = field(default_factory=list)
     record: dict = field(default_factory=dict)
     out: Path | None = None
+    graded: list[str] = field(default_factory=list)  #: the students graded by this run (not resumed)
 
 
 FULL_HASH_LIMIT = 1 << 30  # bytes; larger files (refused by intake anyway) are keyed by size, mtime, head, tail
@@ -89,7 +90,7 @@ def fingerprint(sub: Submission) -> str:
 
 
 def job_key(sub: Submission, opts: GradeOptions) -> str:
-    parts = [fingerprint(sub), sub.student, opts.rubric.digest, opts.secret, __version__,
+    parts = [fingerprint(sub), sub.student, opts.rubric.grading_digest or opts.rubric.digest, opts.secret, __version__,
              str(opts.public_only), str(opts.mnist), str(opts.sandbox), f"{opts.time_budget:g}",
              str(opts.per_student_secret), opts.attempt]
     return hashlib.sha256(hash_bytes("\x00".join(parts))).hexdigest()
@@ -196,17 +197,18 @@ def _finish(out: Path, sub: Submission, r: SubmissionResult, key: str, opts: Gra
         r = clean_result(grade_submission_failed(sub, opts, f"its result could not be cleaned "
                                                  f"({type(exc).__name__})", status="infra"))
     try:
-        write_student(out, r, key, folder=sub.folder)
+        write_student(out, r, key, folder=sub.folder, presentation=opts.rubric.presentation)
     except Exception as exc:
         warnings.append(f"{clean_text(sub.student, 120)}: reports not written ({type(exc).__name__}: "
                         f"{clean_text(exc, 200)}); graded again on resume")
     return r
 
 
-def _load_done(out: Path, sub: Submission, key: str) -> SubmissionResult | None:
+def _load_done(out: Path, sub: Submission, key: str | None) -> SubmissionResult | None:
+    """The stored result of ``sub`` if it was graded under ``key`` (None: whatever its key)."""
     d = out / sub.folder
     try:
-        if (d / KEY_FILE).read_text().strip() != key:
+        if key is not None and (d / KEY_FILE).read_text().strip() != key:
             return None
         r = SubmissionResult.from_dict(json.loads((d / "record.json").read_text()))
     except Exception:  # anything unreadable is simply graded again
@@ -214,11 +216,11 @@ def _load_done(out: Path, sub: Submission, key: str) -> SubmissionResult | None:
     return r if r.status in FINAL_STATUSES else None  # an infra failure is never kept
 
 
-def write_student(out: Path, r: SubmissionResult, key: str, folder: str | None = None) -> None:
+def write_student(out: Path, r: SubmissionResult, key: str, folder: str | None = None, *, presentation=None) -> None:
     # never the raw id as a path: it may hold "/" or collide with another student's after normalisation
     d = out / (folder or r.intake.get("folder") or folder_name(r.student, set()))
     write_json(d / "record.json", r.to_dict())  # the full result: a resumed run rebuilds reports from it
-    write_json(d / "results.json", r.to_gradescope())
+    write_json(d / "results.json", r.to_gradescope(presentation=presentation))
     write_atomic(d / "feedback.md", render_feedback(r))
     write_atomic(d / KEY_FILE, key + "\n")  # last: its presence means the folder is complete
 
@@ -242,7 +244,10 @@ def resolve_secret(out: Path, secret: str | None) -> tuple[str, str]:
 def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: int = 1,
                 progress: Callable[[int, int, SubmissionResult, bool], None] | None = None,
                 executor=None, layout: str = "auto", roster: RosterSpec | None = None,
-                shard: tuple[int, int] | None = None, html_report: bool = True) -> BatchOutcome:
+                shard: tuple[int, int] | None = None, html_report: bool = True,
+                regrade: Callable[[Submission], bool] | None = None) -> BatchOutcome:
+    """``regrade`` (``--only``, ``--changed``, issue 19): grade exactly the submissions it selects and
+    keep the stored result of every other one, whatever its key (graded anyway if it has none)."""
     out = Path(out)
     found, matched = intake_batch(path, out, layout, roster)
     subs, warnings = found.subs, found.warnings + matched.warnings
@@ -260,7 +265,10 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     keys = {}
     for sub in subs:
         keys[sub.student] = key = _safe_key(sub, opts)
-        done = _load_done(out, sub, key)
+        if regrade is None:
+            done = _load_done(out, sub, key)
+        else:
+            done = None if regrade(sub) else _load_done(out, sub, None)
         if done is not None:
             results[sub.student] = stamp(done, sub, matched)
         else:
@@ -280,7 +288,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     planned = plan(rubric, public_only=opts.public_only, mnist=opts.mnist)
     missing = missing_results(matched, planned, {s.folder.casefold() for s in subs})
     for r in missing:
-        write_student(out, r, "missing")
+        write_student(out, r, "missing", presentation=opts.rubric.presentation)
     ordered = [results[s.student] for s in subs] + missing
     accounting = reconcile(found, matched, ordered)
     max_score = round(sum(p.max_score for p in planned), 4)
@@ -322,7 +330,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
         write_manifest(out, shard, subs, everyone, opts, max_score)
     if html_report:
         warnings += write_report_safely(out, ordered, record)
-    return BatchOutcome(ordered, skipped, warnings, record, out)
+    return BatchOutcome(ordered, skipped, warnings, record, out, graded=[s.student for s in todo])
 
 
 def intake_batch(path, out: Path, layout: str, roster: RosterSpec | None):

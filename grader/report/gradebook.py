@@ -47,16 +47,19 @@ def roster_cells(r: SubmissionResult) -> list[str]:
     return [safe_cell(row.get(k, "")) for k in ("id", "name", "email", "lms_id")]
 
 
-def render_gradebook(results: list[SubmissionResult], *, roster: bool | None = None) -> str:
+def render_gradebook(results: list[SubmissionResult], *, roster: bool | None = None, extra=None) -> str:
+    """``extra``: more columns at the end of each row (``header`` and ``row(result)``), e.g. the
+    instructor's overrides and late penalties (grader.instructor.assemble.Columns)."""
     if roster is None:
         roster = any("roster" in r.intake for r in results)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     w.writerow(["student", "score", "max_score", "status", *COMPONENTS, "reason", *INTAKE_COLUMNS,
-                *(ROSTER_COLUMNS if roster else ())])
+                *(ROSTER_COLUMNS if roster else ()), *(extra.header if extra else [])])
     for r in sorted(results, key=lambda r: r.student):
         comps = r.component_scores()
         w.writerow([safe_cell(r.student), fmt(r.score), fmt(r.max_score), r.status,
                     *[fmt(comps[c][0]) if c in comps else "" for c in COMPONENTS], safe_cell(r.reason[:300]),
-                    *intake_cells(r), *(roster_cells(r) if roster else ())])
+                    *intake_cells(r), *(roster_cells(r) if roster else ()),
+                    *([safe_cell(x) for x in extra.row(r)] if extra else [])])
     return buf.getvalue()

@@ -84,7 +84,14 @@ class SubmissionResult:
     def execution_time(self) -> float:
         return round(sum(self.timings.values()), 3)
 
-    def to_gradescope(self, *, include_timing: bool = True) -> dict:
+    def to_gradescope(self, *, include_timing: bool = True, presentation=None) -> dict:
+        """results.json; ``presentation`` (the rubric's) sets visibility and the leaderboard, else the
+        defaults: public tests visible, hidden ones after the due date, Markdown output."""
+        from ..instructor.visibility import present
+
+        return present(self._gradescope_doc(include_timing), self, presentation)
+
+    def _gradescope_doc(self, include_timing: bool) -> dict:
         head = f"Score {self.score:g} / {self.max_score:g}."
         if self.status != "ok":
             head += f" Status: {self.status}. {self.reason}"

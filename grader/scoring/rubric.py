@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ class Rubric:
     digest: str = ""
     #: The import policy: (top-level module, library name shown in the message), see ``[imports]``.
     blocked_imports: tuple[tuple[str, str], ...] = ()
+    late: object = None             #: grader.instructor.late.LatePolicy or None ([late])
+    presentation: object = None     #: grader.instructor.visibility.Presentation ([visibility], [leaderboard])
+    grading_digest: str = ""        #: sha256 of what can change a score (not [late], [visibility], [leaderboard])
 
     @property
     def total(self) -> float:
@@ -90,7 +94,9 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
     ordered = {cid: float(checks[cid]) for cid in REGISTRY if cid in checks}
     return Rubric(str(head.get("name", "rubric")), share, bool(head.get("partial_credit", True)), ordered, mnist,
                   source=str(p), digest=hashlib.sha256(raw_bytes).hexdigest(),
-                  blocked_imports=_import_policy(data.get("imports"), p))
+                  blocked_imports=_import_policy(data.get("imports"), p),
+                  late=_parse_late(data, p), presentation=_parse_presentation(data, p),
+                  grading_digest=grading_digest(data))
 
 
 def _import_policy(section, p: Path) -> tuple[tuple[str, str], ...]:
@@ -110,3 +116,33 @@ def _import_policy(section, p: Path) -> tuple[tuple[str, str], ...]:
             raise RubricError(f"rubric {p}: [imports] {key} must be a list of top-level module names")
     keep = [b for b in blocked if b not in set(allowed)]
     return tuple((b, BLOCKED_IMPORTS.get(b, b)) for b in sorted(set(keep)))
+
+
+#: sections that only change how results are presented or penalised, never a check's score: editing
+#: them (a moved deadline, hidden tests released) must not regrade anything (issue 19)
+PRESENTATION_SECTIONS = ("late", "visibility", "leaderboard")
+
+
+def grading_digest(data: dict) -> str:
+    kept = {k: v for k, v in data.items() if k not in PRESENTATION_SECTIONS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _parse_late(data: dict, p: Path):
+    if "late" not in data:
+        return None
+    from ..instructor.late import LateError, LatePolicy
+
+    try:
+        return LatePolicy.from_table(data["late"], base=p.parent, where=f"rubric {p}")
+    except LateError as exc:
+        raise RubricError(str(exc)) from None
+
+
+def _parse_presentation(data: dict, p: Path):
+    from ..instructor.visibility import VisibilityError, parse_presentation
+
+    try:
+        return parse_presentation(data.get("visibility"), data.get("leaderboard"), f"rubric {p}")
+    except VisibilityError as exc:
+        raise RubricError(str(exc)) from None
