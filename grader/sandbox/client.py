@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from .protocol import ProtocolError, decode_value, encode_value, read_message, write_message
+from .shm import Arena
 from .worker import STUDENT_MODULES, Dispatcher
 
-RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py")
+RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py", "shm.py", "training.py")
 HERE = Path(__file__).resolve().parent
 
 
@@ -140,18 +141,10 @@ class _Base:
             raise StudentError({"kind": "skipped", "type": "WorkerRestarted",
                                 "message": "the worker was restarted after an earlier failure", "where": ""})
 
-    # training ------------------------------------------------------------------------------------
-    def send_training_data(self, X: np.ndarray, y: np.ndarray) -> None:
-        self._request({"op": "data"}, [X, y], cls="", method="data", timeout=60.0)
-
-    def train(self, spec: dict, params: dict[str, np.ndarray], order: np.ndarray, timeout: float):
-        names = list(params)
-        head = dict(spec, op="train", param_names=names)
-        # One key per network: an MLP run that timed out must not mark the logistic regression's
-        # run (other file, other class) as "already timed out".
-        reply, out = self._request(head, [params[k] for k in names] + [order], cls=f"training {spec.get('kind', '')}",
-                                   method="train", timeout=timeout)
-        return reply, out
+    # training (grader/sandbox/channel.py) ---------------------------------------------------------
+    def training_arena(self) -> Arena:
+        """The memory shared with the worker for MNIST training steps."""
+        raise NotImplementedError
 
     def drop(self) -> None:
         self._request({"op": "drop"}, [], cls="", method="drop", timeout=10.0)
@@ -187,15 +180,12 @@ class LocalImpl(_Base):
 
     failed_methods: dict = {}  # in-process calls cannot hang the grader into a restart
 
+    def training_arena(self) -> Arena:
+        return self._d.arena
+
     def _request(self, head, arrays, *, cls, method, timeout=None):
         # Round-trip through the wire encoding, so values look exactly as they do from a worker.
-        # (The training data is only read, by trusted code here: a read-only view, not a 47 MB copy.)
-        if head.get("op") == "data":
-            arrays = [np.asarray(a).view() for a in arrays]
-            for a in arrays:
-                a.flags.writeable = False
-        else:
-            arrays = [np.array(a, copy=True) for a in arrays]
+        arrays = [np.array(a, copy=True) for a in arrays]
         reply, out = self._d.handle(head, arrays)
         return reply, [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in out]
 
@@ -420,8 +410,7 @@ class SandboxImpl(_Base):
         self._uid: int | None = None
         self._outdir = Path(tempfile.mkdtemp(prefix="bpg-out-"))
         self._prepare_root()
-        self._data: tuple[np.ndarray, np.ndarray] | None = None
-        self._data_sent = False
+        self._arena = Arena.create()  # inherited by every (re)started worker: see shm.py
 
     def _prepare_root(self) -> None:
         rt = self.root / "_runtime"
@@ -466,7 +455,7 @@ class SandboxImpl(_Base):
             "uid": self._uid, "landlock": c.landlock, "seccomp": c.seccomp, "network": c.network,
         }
         cfg = {"req_fd": req_r, "resp_fd": resp_w, "isolation": iso, "package_dir": str(self.package_dir),
-               "work_dir": str(self.root / "work")}
+               "work_dir": str(self.root / "work"), "shm_fd": self._arena.fd}
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(self.root / "work"),
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1", "PYTHONHASHSEED": "0",
@@ -475,14 +464,13 @@ class SandboxImpl(_Base):
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-B", str(self.root / "_runtime" / "worker.py"), json.dumps(cfg)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(req_r, resp_w), env=env,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(req_r, resp_w, self._arena.fd), env=env,
                 cwd=str(self.root / "work"), start_new_session=True, close_fds=True)
         finally:
             out.close()
             os.close(req_r)
             os.close(resp_w)
         self._chan = _Channel(resp_r, req_w)
-        self._data_sent = False
         try:
             hello, _ = self._receive(self.config.start_timeout)
         except StudentError as exc:
@@ -560,7 +548,7 @@ class SandboxImpl(_Base):
             info["message"] = "not run: this call already " + ("timed out" if info["kind"] == "timeout" else "crashed the worker") + " in an earlier check"
             info["kind"] = "skipped"
             raise StudentError(info)
-        budgeted = head.get("op") not in ("train", "data")
+        budgeted = head.get("op") not in ("data", "net", "grad")  # training has its own budget
         budget = self.config.answer_budget
         budget = 6 * self.config.call_timeout if budget is None else budget
         if budgeted and self.answer_seconds >= budget:
@@ -570,8 +558,6 @@ class SandboxImpl(_Base):
         if not self._alive():
             self._kill()
             self._start()
-        if head.get("op") == "train" and not self._data_sent:
-            self._send_data()
         timeout = self.config.call_timeout if timeout is None else timeout
         t0 = time.monotonic()
         assert self._chan is not None
@@ -597,15 +583,8 @@ class SandboxImpl(_Base):
         self._kill()  # whatever else it wrote may still be in the pipe
         return super()._malformed(why)
 
-    def _send_data(self) -> None:
-        if self._data is None:
-            raise StudentError({"kind": "skipped", "type": "GraderError", "where": "", "message": "no training data"})
-        self._data_sent = True
-        self._request({"op": "data"}, list(self._data), cls="", method="data", timeout=60.0)
-
-    def send_training_data(self, X: np.ndarray, y: np.ndarray) -> None:
-        self._data = (X, y)
-        self._data_sent = False
+    def training_arena(self) -> Arena:
+        return self._arena
 
     def close(self) -> None:
         if self._alive() and self._chan is not None:
@@ -616,6 +595,7 @@ class SandboxImpl(_Base):
             except (OSError, TimeoutError, subprocess.TimeoutExpired):
                 pass
         self._kill()
+        self._arena.close()
         shutil.rmtree(self._outdir, ignore_errors=True)
 
     def student_output(self) -> str:
