@@ -16,6 +16,7 @@ against any version of the grader on ``PYTHONPATH`` (the old one, for the "befor
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -93,7 +94,7 @@ def protocol_for(name: str, kind: str):
     return replace(base, **changes), keep
 
 
-def study(name: str, secrets: list[str], kinds: list[str], out) -> None:
+def study(name: str, secrets: list[str], kinds: list[str], out, label: str | None = None) -> None:
     from threadpoolctl import threadpool_limits
 
     from grader.checks import mnist as M
@@ -110,17 +111,21 @@ def study(name: str, secrets: list[str], kinds: list[str], out) -> None:
             idx = stratified(data.y_train, keep)
             data = replace(data, X_train=np.ascontiguousarray(data.X_train[idx]), y_train=data.y_train[idx])
         rule = rubric.mnist[p.component]
-        ref_acc = {}
-        for name_s, expected, factory in subjects(kind):
-            for secret in secrets:
+        ref_acc, ref_rec = {}, {}
+        new_harness = "reference" in inspect.signature(M.train_and_score).parameters
+        subs = list(subjects(kind))
+        for secret in secrets:  # secrets outside: an interrupted study still covers every subject
+            for name_s, expected, factory in subs:
                 t = time.process_time()
+                kw = {"reference": ref_rec.get(secret)} if new_harness else {}
                 with threadpool_limits(1), np.errstate(all="ignore"):
-                    run = M.train_and_score(factory(), p, data, secret=secret, budget=600)
+                    run = M.train_and_score(factory(), p, data, secret=secret, budget=600, **kw)
                 cpu = time.process_time() - t
                 if name_s == "reference":
                     ref_acc[secret] = run.accuracy
+                    ref_rec[secret] = {"grad_norms": getattr(run, "grad_norms", None)}
                 frac = rule.fraction(run.accuracy, ref_acc[secret], p.chance)
-                row = {"protocol": name, "kind": kind, "subject": name_s, "expected": expected, "secret": secret,
+                row = {"protocol": label or name, "kind": kind, "subject": name_s, "expected": expected, "secret": secret,
                        "accuracy": run.accuracy, "reference": ref_acc[secret], "fraction": frac,
                        "cause": None if run.error is None else run.error.cause, "cpu_s": round(cpu, 3)}
                 out.write(json.dumps(row) + "\n")
@@ -165,6 +170,7 @@ def main(argv=None) -> int:
     ap.add_argument("--secrets", type=int, default=20)
     ap.add_argument("--kinds", default="mlp,logreg")
     ap.add_argument("--out", default="-")
+    ap.add_argument("--label", help="protocol name to record (default: --protocol)")
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"))
     args = ap.parse_args(argv)
     if args.compare:
@@ -172,7 +178,7 @@ def main(argv=None) -> int:
         return 0
     secrets = [f"study-{i}" for i in range(args.secrets)]
     out = sys.stdout if args.out == "-" else open(args.out, "a")
-    study(args.protocol, secrets, args.kinds.split(","), out)
+    study(args.protocol, secrets, args.kinds.split(","), out, args.label)
     return 0
 
 
