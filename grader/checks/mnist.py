@@ -354,8 +354,10 @@ def _direction(run, p, step, grads, want, odd: dict | None = None) -> MnistRun |
         detail = (f"your gradients {where} disagree with backpropagation: cosine {cos:.2f} between your "
                   f"dL/d{k} and the correct one (at least {MIN_COSINE} needed), so training with them is not "
                   "credited" + ("; the gradient checks above name the bug" if step == 1 else
-                                "; layers that keep state between calls (gradients that accumulate, a cache "
-                                "from an earlier call) do this"))
+                                "; the gradient checks above name the bug (state kept between calls, such as "
+                                "accumulating gradients or a stale cache, or a forward pass that is not the "
+                                "network's, such as a missing bias, does this once training has moved the "
+                                "parameters)"))
         run.fail("not_learning", detail, component=PARAM_OWNER[k], method="backward", kind="direction",
                  step=step, message=f"cosine {cos:.3f} for {k}")
         run.failure["cosine"] = round(cos, 4)
