@@ -393,7 +393,7 @@ def bench_mnist(work: Path, repeat: int) -> dict:
     with threadpool_limits(1):
         for i in range(repeat + 1):
             for sb in ((True, False) if i % 2 == 0 else (False, True)):
-                scratch = Path(tempfile.mkdtemp(prefix="bench-mnist-", dir=work))
+                scratch = Path(tempfile.mkdtemp(prefix="bench-mnist-"))  # not under work: the sandbox uid must reach it
                 prepared = prepare(Submission("ref", sub_dir, "dir"), scratch)
                 impl = SandboxImpl(prepared.package_dir, SandboxConfig()) if sb else LocalImpl.from_package_dir(prepared.package_dir)
                 if sb:
@@ -402,6 +402,7 @@ def bench_mnist(work: Path, repeat: int) -> dict:
                 run = train_and_score(impl, MLP, data, secret=SECRET, reference=ref)
                 dt, dc = time.perf_counter() - t, time.process_time() - c0 + _worker_cpu(impl) - w0
                 impl.close()
+                shutil.rmtree(scratch, ignore_errors=True)
                 if run.error is not None:
                     raise RuntimeError(f"bench: the reference failed MNIST-MLP: {run.error}")
                 if i > 0:  # the first pair warms caches
