@@ -5,8 +5,8 @@ applies the isolation layers, then serves requests. In the trusted parent, :clas
 used directly by the in-process implementation, so both paths execute exactly the same call and
 encoding code and an honest submission scores the same either way.
 
-Only the standard library, numpy and the sibling modules ``protocol`` and ``isolation`` may be
-imported here: the sandbox cannot see the grader package.
+Only the standard library, numpy and the sibling modules ``protocol``, ``isolation``, ``shm`` and
+``training`` (the MNIST gradient op) may be imported here: the sandbox cannot see the grader package.
 """
 from __future__ import annotations
 
