@@ -69,8 +69,10 @@ def test_forgery_gets_no_credit(tmp_path: Path, mode: str, k: int, buggy: bool) 
         assert run.failure and run.failure["kind"] in ("direction", "norm"), run.failure
         if not buggy:  # the layers pass their checks: not an ordinary bug, the instructor must see it
             assert run.review is not None and "flagged for review" in run.error.detail, run.error
-        else:  # an ordinary bug as far as anyone can tell: worded as one, not as tampering
+        elif run.failure["kind"] == "direction":  # as far as anyone can tell an ordinary bug: worded as one
             assert run.error.cause == "not_learning" and "flagged" not in run.error.detail, run.error
+        else:  # far too large and pointing elsewhere: flagged whatever the layer checks said
+            assert run.review is not None and run.error.cause == "inconsistent_training", run.error
     assert not escapes, f"{mode}-{k}: credited on {len(escapes)}/{len(SECRETS)} secrets"
 
 

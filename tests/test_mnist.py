@@ -215,3 +215,25 @@ def test_protocol_study_sample_keeps_the_verdicts(data):
             frac = rule.fraction(run.accuracy, ref["accuracy"], MLP.chance)
             verdict = "full" if frac == 1 else "partial" if frac > 0 else "zero"
             assert verdict == before["mlp"][f"buggy/{name}"][secret], (name, secret, frac, run.error)
+
+
+def test_float64_style_student_keeps_full_marks(data):
+    """A correct student who computes in float64 (returns float64 gradients for float32 parameters):
+    the gradient slots have room for float64, the parent casts; full marks, nothing flagged."""
+    import solutions.layers as L
+
+    class Linear64(L.Linear):
+        def forward(self, X):
+            self._X = np.asarray(X, dtype=np.float64)
+            return self._X @ self.W.astype(np.float64) + self.b
+
+        def backward(self, grad_output):
+            G = np.asarray(grad_output, dtype=np.float64)
+            self.grad_W, self.grad_b = self._X.T @ G, G.sum(axis=0)
+            return G @ self.W.T.astype(np.float64)
+
+    ref = reference_mnist("f64")["MNIST-MLP"]
+    run = train_and_score(variant_impl(type("mod", (), {"Linear": Linear64, "__name__": "f64"})), MLP, data["mlp"],
+                          secret="f64", reference=ref)
+    frac = load_rubric().mnist["MNIST-MLP"].fraction(run.accuracy, ref["accuracy"], MLP.chance)
+    assert run.error is None and run.review is None and frac == 1.0, (run.error, run.accuracy, ref["accuracy"])
