@@ -128,7 +128,7 @@ def test_forty_mixed_submissions_one_command(klass, graded):
     run = json.loads((out / "run.json").read_text())
     assert run["secret"] == "class-secret" and run["rubric"]["total"] == 100
     assert set(run["isolation"]) >= {"rlimits", "network", "landlock", "user", "seccomp"}
-    assert run["reference_mnist"]["MNIST-MLP"]["accuracy"] >= 0.96
+    assert run["reference_mnist"]["MNIST-MLP"]["accuracy"] >= 0.90  # 1 epoch on 20k images, 784-64-10 (issue 22)
     assert "Score distribution" in (out / "summary.md").read_text()
 
 

@@ -19,7 +19,10 @@ def class_statistics(results: list[SubmissionResult]) -> dict:
         rows = [x for x in rows if x and x[1] > 0]
         comp_pass[c] = (sum(1 for s, m in rows if s >= m - 1e-9), len(rows))
     causes = Counter(c for r in results for c in sorted({c for t in r.tests for c in t.causes}))
-    return {"count": n, "mean": round(sum(scores) / n, 3) if n else 0.0, "median": round(median, 3),
+    # MNIST runs whose gradients were not the layers' own (issue 20): for the instructor to look at.
+    review = [{"student": r.student, "test": comp, **(m.get("review") or {})}
+              for r in results for comp, m in sorted(r.mnist.items()) if isinstance(m, dict) and m.get("review")]
+    return {"review": review, "count": n, "mean": round(sum(scores) / n, 3) if n else 0.0, "median": round(median, 3),
             "min": scores[0] if n else 0.0, "max": scores[-1] if n else 0.0,
             "status": dict(Counter(r.status for r in results)), "component_full_marks": comp_pass,
             "causes": sorted(causes.items(), key=lambda kv: (-kv[1], kv[0])),  # ties by name: the same in every process
@@ -78,6 +81,13 @@ def render_summary(results: list[SubmissionResult], max_score: float, *, reconci
     lines += ["", "## Most common named causes", "", "| cause | submissions |", "|---|---|"]
     for c, k in st["causes"][:15]:
         lines.append(f"| {CAUSES[c].title if c in CAUSES else c} | {k} |")
+    if st["review"]:
+        lines += ["", "## Flagged for review", "", "MNIST runs whose gradients were not those of the submitted layers "
+                  "(no credit was given; the evidence is in each `results.json`, `extra_data.mnist`).", "",
+                  "| student | test | evidence |", "|---|---|---|"]
+        for e in st["review"]:
+            ev = ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("student", "test"))
+            lines.append(f"| {_cell(e['student'])} | {e['test']} | {_cell(ev)} |")
     if reconciliation is not None:
         lines += _accounting(reconciliation, list(unmatched), list(missing))
     lines += _students(results)

@@ -29,9 +29,10 @@ import numpy as np
 from .clock import LoadClock
 from .protocol import ProtocolError, decode_value, encode_value, read_message, write_message
 from .policy import ReadPolicy, read_policy
+from .shm import Arena
 from .worker import BLOCKED_IMPORTS, STUDENT_MODULES, Dispatcher, dict_reply_problem
 
-RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py", "view.py")
+RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py", "view.py", "shm.py", "training.py")
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
 #: Layers that can be switched off for a run, by configuration or by GRADER_SANDBOX_OFF="a,b".
@@ -164,18 +165,10 @@ class _Base:
             raise StudentError({"kind": "skipped", "type": "WorkerRestarted",
                                 "message": "the worker was restarted after an earlier failure", "where": ""})
 
-    # training ------------------------------------------------------------------------------------
-    def send_training_data(self, X: np.ndarray, y: np.ndarray) -> None:
-        self._request({"op": "data"}, [X, y], cls="", method="data", timeout=60.0)
-
-    def train(self, spec: dict, params: dict[str, np.ndarray], order: np.ndarray, timeout: float):
-        names = list(params)
-        head = dict(spec, op="train", param_names=names)
-        # One key per network: an MLP run that timed out must not mark the logistic regression's
-        # run (other file, other class) as "already timed out".
-        reply, out = self._request(head, [params[k] for k in names] + [order], cls=f"training {spec.get('kind', '')}",
-                                   method="train", timeout=timeout)
-        return reply, out
+    # training (grader/sandbox/channel.py) ---------------------------------------------------------
+    def training_arena(self) -> Arena:
+        """The memory shared with the worker for MNIST training steps."""
+        raise NotImplementedError
 
     def drop(self) -> None:
         self._request({"op": "drop"}, [], cls="", method="drop", timeout=10.0)
@@ -211,15 +204,12 @@ class LocalImpl(_Base):
 
     failed_methods: dict = {}  # in-process calls cannot hang the grader into a restart
 
+    def training_arena(self) -> Arena:
+        return self._d.arena
+
     def _request(self, head, arrays, *, cls, method, timeout=None):
         # Round-trip through the wire encoding, so values look exactly as they do from a worker.
-        # (The training data is only read, by trusted code here: a read-only view, not a 47 MB copy.)
-        if head.get("op") == "data":
-            arrays = [np.asarray(a).view() for a in arrays]
-            for a in arrays:
-                a.flags.writeable = False
-        else:
-            arrays = [np.array(a, copy=True) for a in arrays]
+        arrays = [np.array(a, copy=True) for a in arrays]
         reply, out = self._d.handle(head, arrays)
         return reply, [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in out]
 
@@ -433,8 +423,7 @@ class SandboxImpl(_Base):
         self._uid: int | None = None
         self._outdir = Path(tempfile.mkdtemp(prefix="bpg-out-"))
         self._prepare_root()
-        self._data: tuple[np.ndarray, np.ndarray] | None = None
-        self._data_sent = False
+        self._arena = Arena.create()  # inherited by every (re)started worker: see shm.py
         self._imported: set[str] = set()
         #: Every deadline of this submission is in the seconds of this clock: wall time minus the time
         #: the grader and the worker waited for a CPU, so that load does not change verdicts.
@@ -515,7 +504,7 @@ class SandboxImpl(_Base):
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-B", str(HERE / "worker.py"), json.dumps({"req_fd": req_r, "resp_fd": resp_w})],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(req_r, resp_w), env=env,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(req_r, resp_w, self._arena.fd), env=env,
                 cwd=work, start_new_session=True, close_fds=True)
         finally:
             out.close()
@@ -523,7 +512,6 @@ class SandboxImpl(_Base):
             os.close(resp_w)
         self._chan = _Channel(resp_r, req_w, self.clock)
         self.clock.watch(self._proc.pid)
-        self._data_sent = False
         self._imported = set()
         try:
             self._chan.deadline = self.clock() + self.config.start_timeout
@@ -563,7 +551,8 @@ class SandboxImpl(_Base):
             "view_root": str(self.root / "_view"), "package_dir": str(self.package_dir),
             "runtime_private": policy.private, "uid": self._uid, **on,
         }
-        return {"isolation": iso, "package_dir": str(self.package_dir), "work_dir": work, "blocked": blocked}
+        return {"isolation": iso, "package_dir": str(self.package_dir), "work_dir": work, "blocked": blocked,
+                "shm_fd": self._arena.fd}
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -634,7 +623,7 @@ class SandboxImpl(_Base):
             info["message"] = "not run: this call already " + ("timed out" if info["kind"] == "timeout" else "crashed the worker") + " in an earlier check"
             info["kind"] = "skipped"
             raise StudentError(info)
-        budgeted = head.get("op") not in ("train", "data", "import")
+        budgeted = head.get("op") not in ("data", "net", "grad", "import")  # training has its own budget
         budget = self.config.answer_budget
         budget = 6 * self.config.call_timeout if budget is None else budget
         if budgeted and self.answer_seconds >= budget:
@@ -644,8 +633,6 @@ class SandboxImpl(_Base):
         if not self._alive():
             self._kill()
             self._start()
-        if head.get("op") == "train" and not self._data_sent:
-            self._send_data()
         module = STUDENT_MODULES.get(head.get("cls", "")) if head.get("op") == "new" else None
         if module and module not in self._imported:
             # the file is imported on its own deadline: a slow import (scipy, matplotlib) is not a slow call
@@ -688,15 +675,8 @@ class SandboxImpl(_Base):
         self._kill()  # whatever else it wrote may still be in the pipe
         return super()._malformed(why)
 
-    def _send_data(self) -> None:
-        if self._data is None:
-            raise StudentError({"kind": "skipped", "type": "GraderError", "where": "", "message": "no training data"})
-        self._data_sent = True
-        self._request({"op": "data"}, list(self._data), cls="", method="data", timeout=60.0)
-
-    def send_training_data(self, X: np.ndarray, y: np.ndarray) -> None:
-        self._data = (X, y)
-        self._data_sent = False
+    def training_arena(self) -> Arena:
+        return self._arena
 
     def close(self) -> None:
         if self._alive() and self._chan is not None:
@@ -707,6 +687,7 @@ class SandboxImpl(_Base):
             except (OSError, TimeoutError, subprocess.TimeoutExpired):
                 pass
         self._kill()
+        self._arena.close()
         shutil.rmtree(self._outdir, ignore_errors=True)
 
     def student_output(self) -> str:

@@ -5,8 +5,8 @@ applies the isolation layers, then serves requests. In the trusted parent, :clas
 used directly by the in-process implementation, so both paths execute exactly the same call and
 encoding code and an honest submission scores the same either way.
 
-Only the standard library, numpy and the sibling modules ``protocol`` and ``isolation`` may be
-imported here: the sandbox cannot see the grader package.
+Only the standard library, numpy and the sibling modules ``protocol``, ``isolation``, ``shm`` and
+``training`` (the MNIST gradient op) may be imported here: the sandbox cannot see the grader package.
 """
 from __future__ import annotations
 
@@ -23,8 +23,11 @@ if __name__ == "__main__":  # started as a script with -I: put the siblings on t
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:  # inside the sandbox the siblings are top-level modules
     from protocol import NumpyScalar, ProtocolError, decode_value, encode_value, read_message, write_message
+    import shm
+    import training
 except ImportError:  # in the parent they live in grader.sandbox
     from .protocol import NumpyScalar, ProtocolError, decode_value, encode_value, read_message, write_message
+    from . import shm, training
 
 import numpy as np
 
@@ -108,115 +111,6 @@ def describe_exception(exc: BaseException, student_dir: str | None) -> dict:
             "not_attempted": isinstance(exc, NotImplementedError)}
 
 
-# --- the trusted training loop ------------------------------------------------------------------
-# Used unchanged in the worker (fast path) and by the parent when it replays a segment through the
-# pipe to check the worker's checkpoints (see grader/checks/mnist.py).
-
-class TrainingError(Exception):
-    def __init__(self, info: dict) -> None:
-        super().__init__(info.get("message", ""))
-        self.info = info
-
-
-def _grad_ok(name: str, g: Any, ref: np.ndarray) -> np.ndarray:
-    if isinstance(g, NumpyScalar):
-        g = g.array
-    if type(g) in (float, int) and ref.shape == ():
-        g = np.asarray(g, dtype=ref.dtype)
-    if type(g) is not np.ndarray or g.shape != ref.shape:
-        shape = getattr(g, "shape", None)
-        raise TrainingError({"message": f"gradient {name} has shape {shape}, parameter has {ref.shape}",
-                             "kind": "shape"})
-    return g
-
-
-def run_segment(net: "NetBuilder", params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                batches: list[np.ndarray], lr: float) -> tuple[dict[str, np.ndarray], list[float]]:
-    """SGD over ``batches`` starting from ``params``, with freshly built layer objects.
-
-    Rebuilding the network at each segment is part of the protocol: it is what makes every segment
-    replayable on its own, so the parent can check any of them.
-    """
-    model = net.build(params)
-    params = {k: v.copy() for k, v in params.items()}
-    losses = []
-    for step, idx in enumerate(batches):
-        xb = X[idx] if X.dtype != np.uint8 else X[idx].astype(np.float32) / np.float32(255.0)
-        loss, grads = model.step(xb, y[idx])
-        losses.append(loss)
-        for k, p in params.items():
-            g = _grad_ok(k, grads.get(k), p)
-            params[k] = np.asarray(p - np.asarray(lr, dtype=p.dtype) * g.astype(p.dtype, copy=False), dtype=p.dtype)
-            if not np.all(np.isfinite(params[k])):
-                raise TrainingError({"message": f"parameter {k} became NaN or inf after step {step + 1}",
-                                     "kind": "diverged"})
-        model.load(params)
-    return params, losses
-
-
-class NetBuilder:
-    """Builds the MLP or the logistic regression from an object API (local or remote)."""
-
-    def __init__(self, api: Any, kind: str, hidden: int = 0) -> None:
-        self.api, self.kind, self.hidden = api, kind, hidden
-
-    def build(self, params: dict[str, np.ndarray]) -> "Net":
-        net = Net(self.api, self.kind, self.hidden)
-        net.load(params)
-        return net
-
-
-class Net:
-    def __init__(self, api: Any, kind: str, hidden: int) -> None:
-        self.api, self.kind = api, kind
-        if kind == "mlp":
-            self.l1 = api.new("Linear", 784, hidden, 0)
-            self.relu = api.new("ReLU")
-            self.l2 = api.new("Linear", hidden, 10, 0)
-            self.lsm = api.new("LogSoftmax")
-            self.nll = api.new("NLLLoss", "mean")
-        else:
-            self.lr = api.new("LogisticRegression", 784, 0)
-
-    def load(self, params: dict[str, np.ndarray]) -> None:
-        # Fresh copies: the layer never shares memory with the loop's arrays.
-        if self.kind == "mlp":
-            for h, pre in ((self.l1, "1"), (self.l2, "2")):
-                self.api.set(h, "W", params[f"W{pre}"].copy())
-                self.api.set(h, "b", params[f"b{pre}"].copy())
-        else:
-            self.api.set(self.lr, "w", params["w"].copy())
-            self.api.set(self.lr, "b", params["b"].copy())
-
-    def step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, dict]:
-        c = self.api.call
-        if self.kind == "mlp":
-            h = c(self.l1, "forward", xb)
-            a = c(self.relu, "forward", h)
-            t = c(self.l2, "forward", a)
-            lp = c(self.lsm, "forward", t)
-            loss = c(self.nll, "forward", lp, yb)
-            g = c(self.nll, "backward", 1.0)
-            g = c(self.lsm, "backward", g)
-            g = c(self.l2, "backward", g)
-            g = c(self.relu, "backward", g)
-            c(self.l1, "backward", g)
-            g1, g2 = c(self.l1, "gradients"), c(self.l2, "gradients")
-            grads = {"W1": g1.get("W"), "b1": g1.get("b"), "W2": g2.get("W"), "b2": g2.get("b")}
-        else:
-            loss = c(self.lr, "forward", xb, yb)
-            c(self.lr, "backward", 1.0)
-            g = c(self.lr, "gradients")
-            grads = {"w": g.get("w"), "b": g.get("b")}
-        if isinstance(loss, NumpyScalar):
-            loss = loss.array
-        try:
-            loss = float(loss)
-        except (TypeError, ValueError):
-            raise TrainingError({"message": f"the loss is not a number ({type(loss).__name__})", "kind": "type"})
-        return loss, grads
-
-
 # --- dispatching calls to student objects ----------------------------------------------------------
 
 class CallFailed(Exception):
@@ -234,7 +128,7 @@ class Dispatcher:
     """
 
     def __init__(self, package_dir: str | None = None, classes: dict[str, type] | None = None,
-                 package: str = "assignment") -> None:
+                 package: str = "assignment", arena: "shm.Arena | None" = None) -> None:
         self.package_dir = package_dir
         self.package = package
         self.classes = dict(classes or {})
@@ -242,7 +136,9 @@ class Dispatcher:
         self.import_errors: dict[str, dict] = {}
         self.objects: dict[int, Any] = {}
         self.next_handle = 1
-        self.train_X = self.train_y = None
+        # MNIST training steps (training.py): arrays in shared memory, only headers on the pipe.
+        self.arena = arena or shm.Arena.anonymous()
+        self.trainer = training.Trainer(_LocalAPI(self), self.arena, lambda e: describe_exception(e, self.package_dir))
 
     # local object API (used by the training loop inside the worker) ---------------------------
     def new(self, cls: str, *args):
@@ -338,11 +234,8 @@ class Dispatcher:
                 if head.get("module") in STUDENT_MODULES.values():
                     self._import(head["module"])
                 return {"ok": True}, out
-            if op == "data":
-                self.train_X, self.train_y = arrays[0], arrays[1]
-                return {"ok": True}, out
-            if op == "train":
-                return self._train(head, arrays)
+            if op in training.OPS:
+                return self.trainer.handle(op, head)
             if op == "drop":
                 self.objects.clear()
                 return {"ok": True}, out
@@ -351,33 +244,6 @@ class Dispatcher:
         except ProtocolError as exc:
             return {"ok": False, "error": {"type": "ProtocolError", "message": str(exc), "where": ""}}, []
         return {"ok": False, "error": {"type": "GraderError", "message": f"unknown op {op!r}", "where": ""}}, []
-
-    def _train(self, head: dict, arrays: list[np.ndarray]) -> tuple[dict, list]:
-        """Run the whole protocol here, returning a checkpoint after every segment."""
-        names = head["param_names"]
-        params = dict(zip(names, arrays[: len(names)]))
-        order = arrays[len(names)]
-        seg, bs, lr = head["segment_steps"], head["batch_size"], head["lr"]
-        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-        net = NetBuilder(_LocalAPI(self), head["kind"], head.get("hidden", 0))
-        out: list = []
-        checkpoints, losses = [], []
-        t0 = time.perf_counter()
-        try:
-            for start in range(0, len(batches), seg):
-                params, seg_losses = run_segment(net, params, self.train_X, self.train_y,
-                                                 batches[start : start + seg], lr)
-                losses.extend(seg_losses)
-                checkpoints.append([encode_value(params[k], out) for k in names])
-        except CallFailed as exc:
-            return {"ok": False, "error": exc.info, "steps_done": len(losses)}, []
-        except TrainingError as exc:
-            return {"ok": False, "error": {"type": "TrainingError", **exc.info, "where": ""},
-                    "steps_done": len(losses)}, []
-        except BaseException as exc:
-            return {"ok": False, "error": describe_exception(exc, self.package_dir), "steps_done": len(losses)}, []
-        return {"ok": True, "checkpoints": checkpoints, "losses": [float(x) for x in losses],
-                "seconds": time.perf_counter() - t0}, out
 
 
 class _LocalAPI:
@@ -456,7 +322,7 @@ def _serve(cfg: dict, req, resp) -> None:
     sys.dont_write_bytecode = True
     install_package(cfg["package_dir"])
     os.chdir(cfg["work_dir"])
-    d = Dispatcher(package_dir=cfg["package_dir"])
+    d = Dispatcher(package_dir=cfg["package_dir"], arena=shm.Arena(cfg["shm_fd"]) if cfg.get("shm_fd") is not None else None)
     write_message(resp, {"ok": True, "hello": True, "isolation": layers, "pid": os.getpid(),
                          "python": sys.version.split()[0], "numpy": np.__version__})
     while True:
