@@ -92,9 +92,6 @@ def _tags(cell: dict) -> list:
     return tags if isinstance(tags, list) else []
 
 
-# --- one cell ---------------------------------------------------------------------------------------
-
-
 # --- the notebook as a whole ------------------------------------------------------------------------
 
 
@@ -137,9 +134,9 @@ def reduce_notebook(raw: bytes | list[dict], name: str) -> Reduced:
             gc.enable()
 
 
-def _reduce_notebook(raw: bytes | list[dict], name: str) -> Reduced:
-    name = _shown(name, 200)
-    all_cells = raw if isinstance(raw, list) else load_cells(raw, name)
+def _used_cells(all_cells: list[dict], name: str) -> tuple[list[Cell], list[str], list]:
+    """The cells graded (tagged ``solution``, or all code cells), within the limits, parsed; the notes;
+    the code cells left out (when some are tagged)."""
     code = [(n, c) for n, c in enumerate(all_cells, 1) if c.get("cell_type") == "code"]
     tagged = [(n, c) for n, c in code if "solution" in _tags(c)]
     used = tagged or code
@@ -163,10 +160,15 @@ def _reduce_notebook(raw: bytes | list[dict], name: str) -> Reduced:
         if magic and magic.group(1) not in PYTHON_CELL_MAGICS:
             # %%bash, %%writefile, %%html ...: the body is not Python; a top-level action, dropped like one.
             notes.append(f"cell {cell.number}: a %%{magic.group(1)} cell (not Python) was not used")
-            cell.lines = []
             continue
         _parse(cell)
-    cells = [c for c in cells if c.tree is not None or c.error]
+    left_out = [(n, c) for n, c in code if "solution" not in _tags(c)] if tagged else []
+    return [c for c in cells if c.tree is not None or c.error], notes, left_out
+
+
+def _reduce_notebook(raw: bytes | list[dict], name: str) -> Reduced:
+    name = _shown(name, 200)
+    cells, notes, left_out = _used_cells(raw if isinstance(raw, list) else load_cells(raw, name), name)
     parsed = [c for c in cells if c.tree is not None]
     modules = frozenset(n for c in parsed for node in c.tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
                         for n in _bound(node))
@@ -179,15 +181,14 @@ def _reduce_notebook(raw: bytes | list[dict], name: str) -> Reduced:
             if isinstance(c.tree.body[i], ast.ImportFrom):
                 _filter_assignment_import(c, i, c.tree.body[i], own)
     _keep_attachments(parsed, own)
-    texts = {c.number: cell_text(c) for c in parsed if c.kept}
     defined = set().union(*(c.bound() for c in parsed))
     deps = _keep_dependencies(parsed, defined, own)
     for c in parsed:
         c.names = None
+    texts = {c.number: cell_text(c) for c in parsed if c.kept}
     if deps:
-        texts = {c.number: cell_text(c) for c in parsed if c.kept}
         notes.append("kept because the code reads them: " + ", ".join(deps[:8]) + (" ..." if len(deps) > 8 else ""))
-    notes += _broken_notes(cells, defined, tagged and [(n, c) for n, c in code if "solution" not in _tags(c)])
+    notes += _broken_notes(cells, defined, left_out)
     dropped = [c.number for c in parsed if c.dropped]
     if dropped:
         shown = ", ".join(map(str, dropped[:12])) + (" ..." if len(dropped) > 12 else "")
