@@ -31,8 +31,11 @@ def test_structured_fields_of_a_new_mnist_test_are_used():
 
 
 def test_first_batch_disagreement_is_an_ordinary_bug_not_tampering():
-    text = ("on the first MNIST batch your gradient of W1 does not point where backpropagation's does (cosine 0.12); "
-            "a run that reached a good accuracy anyway is flagged for review")
+    from grader.diagnosis.causes import CAUSES
+
+    text = ("training run not reproducible: on the first MNIST batch your gradient of W1 does not point where "
+            "backpropagation's does (cosine 0.12); a run that reached a good accuracy anyway is flagged for review\n"
+            f"What to try: {CAUSES['inconsistent_training'].hint}\nProtocol: mlp 784-100-10")
     r = _result(text, ("inconsistent_training",), comp_causes=("softmax_jacobian",))
     r.tests[0] = TestResult("LogSoftmax: backward (hidden)", "LogSoftmax", "LogSoftmax.backward", "hidden", 0.0, 2.6,
                             "x", ("softmax_jacobian",))
@@ -40,12 +43,24 @@ def test_first_batch_disagreement_is_an_ordinary_bug_not_tampering():
     m = r.tests[-1]
     assert m.output.startswith("your gradients on the first MNIST batch disagree with backpropagation: in LogSoftmax")
     assert "see the LogSoftmax checks" in m.output
-    assert "flagged" not in m.output and "inconsistent_training" not in m.causes
+    assert "flagged" not in m.output and "not reproducible" not in m.output and "inconsistent_training" not in m.causes
+    assert "Protocol" in m.output
 
 
 def test_nothing_to_repeat_leaves_the_test_alone():
     """Negative control: no component check found a named cause (only a symptom), so nothing is claimed."""
     r = _result("training stopped at step 5: diverged", ("not_learning",), comp_causes=("wrong_values",))
+    before = r.tests[-1]
+    attribute_mnist(r)
+    assert r.tests[-1] == before
+
+
+def test_replay_mismatch_is_left_alone():
+    """Negative control: a replay that does not reproduce (tampering, hidden state) keeps its message."""
+    text = ("replaying SGD steps 1-25 with your layers gave different W1 than the training run reported. This "
+            "happens when layers keep state in global or class variables, use randomness, or the run was "
+            "tampered with; flagged for review")
+    r = _result(text, ("inconsistent_training",))
     before = r.tests[-1]
     attribute_mnist(r)
     assert r.tests[-1] == before

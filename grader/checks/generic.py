@@ -132,15 +132,16 @@ def _plain_error(s: Run, parts: list[str]) -> StudentError | None:
 
 
 def _verdict(label: str, results: list, plain: Run, parts: list[str], cls: str) -> CaseResult:
-    """First failure; else a pass if some part was judged; else why nothing could be judged."""
+    """First failure; else a pass if some part was judged; else why nothing could be judged. A method
+    that raised in the plain run fails: no property of it can be shown ("passes when nothing raised")."""
     for r in results:
         if r is not None and not r.ok:
             return r
-    if any(r is not None for r in results):
-        return CaseResult(label, True)
     err = _plain_error(plain, parts)
     if err is not None:
         return error_case(label, err, f"{cls}")
+    if any(r is not None for r in results):
+        return CaseResult(label, True)
     return CaseResult(label, False, "untestable",
                       "no result could be checked: each one is missing, not a float array, not finite or all zero")
 
