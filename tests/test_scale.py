@@ -319,7 +319,11 @@ def test_a_remote_scheduler_grades_like_the_local_pool(tmp_path, dask_available)
                            dashboard_address="127.0.0.1:0")
     try:
         address = cluster.scheduler_address.replace("tcp://", "dask://")
-        args = ["grade", str(ROOT / "data/examples"), "--secret", "remote", "--public-only", "--quiet"]
+        subs = tmp_path / "subs"
+        for name in ("alice", "erin_unstable"):
+            shutil.copytree(ROOT / "data/examples" / name, subs / name)
+        shutil.copy(ROOT / "data/examples/bob_bias_bug.zip", subs)
+        args = ["grade", str(subs), "--secret", "remote", "--public-only", "--quiet"]
         res = _run([*args, "--out", str(tmp_path / "d"), "--executor", address], timeout=600)
         assert res.returncode == 0, res.stderr[-2000:]
         assert _run([*args, "--out", str(tmp_path / "l"), "--jobs", "2"]).returncode == 0
