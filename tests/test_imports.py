@@ -268,14 +268,19 @@ def test_no_machine_path_in_any_output_file(request, fixture: str) -> None:
 READ_REFERENCE = """
 import sys
 _found = None
+_grader = None
 for _d in list(sys.path) + [{root!r}]:
     for _rel in ("/solutions/layers.py", "/grader/pipeline.py"):
         try:
             with open(_d + _rel) as _fh:
-                _found = _fh.read()
+                _text = _fh.read()
         except OSError:
-            pass
-if _found is None:
+            continue
+        if _rel.startswith("/solutions"):
+            _found = _found or _text
+        else:
+            _grader = _grader or _text
+if _found is None or _grader is None:
     raise ImportError("the reference could not be read")
 exec(compile(_found, "ref", "exec"))
 """
@@ -287,6 +292,7 @@ def test_read_reference_attack_finds_the_reference_outside_the_sandbox() -> None
     prefix = READ_REFERENCE.format(root=str(ROOT)).split("if _found is None")[0]
     exec(compile(prefix, "attack", "exec"), scope)
     assert scope["_found"] and "class Linear" in scope["_found"]
+    assert scope["_grader"] and "def grade_submission" in scope["_grader"]
 
 
 def test_normal_install_in_a_fresh_venv(tmp_path: Path) -> None:
