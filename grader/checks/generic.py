@@ -174,8 +174,12 @@ def check_read_only(ctx: Context, cases: list[LayerCase], parts: list[str], muta
     out = []
     for case in cases:
         plain = execute(ctx.student, case)
-        s = execute(ctx.student, case, readonly=True)
         label = case.label + ", read-only arrays"
+        if isinstance(plain.forward, StudentError):  # nothing runs: no need to spend more calls on it
+            out += [error_case(label, plain.forward, case.cls), error_case(case.label + ", inputs unchanged",
+                                                                           plain.forward, case.cls)]
+            continue
+        s = execute(ctx.student, case, readonly=True)
         res = []
         for p in ["forward"] + [q for q in parts if q != "forward"]:
             v = part_value(s, p)
@@ -238,10 +242,13 @@ def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str],
     for case in cases:
         first = np.asarray(case.inputs[0])
         earlier = (first[::-1] * 0.5 + ctx.rng.standard_normal(first.shape).astype(first.dtype),) + tuple(case.inputs[1:])
-        s = execute(ctx.student, case, forwards=(earlier,))
-        plain = execute(ctx.student, case)
-        old = execute(ctx.student, replace(case, inputs=earlier))
         label = case.label + ", backward after two forward calls"
+        plain = execute(ctx.student, case)
+        if isinstance(plain.forward, StudentError):
+            out.append(error_case(label, plain.forward, case.cls))
+            continue
+        s = execute(ctx.student, case, forwards=(earlier,))
+        old = execute(ctx.student, replace(case, inputs=earlier))
         res = []
         for p in parts:
             base = usable(part_value(plain, p), scalar_ok=True)
@@ -265,9 +272,12 @@ def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutan
         c = -float(ctx.rng.uniform(1.5, 3.0))
         ctx.rng.random()  # keeps the draws of later cases as they were
         up = case.upstream * c if isinstance(case.upstream, np.ndarray) else float(case.upstream) * c
-        plain = execute(ctx.student, case)
-        s = execute(ctx.student, case.with_upstream(up))
         label = f"{case.label}, upstream gradient x {c:.3g}"
+        plain = execute(ctx.student, case)
+        if isinstance(plain.forward, StudentError):
+            out.append(error_case(label, plain.forward, case.cls))
+            continue
+        s = execute(ctx.student, case.with_upstream(up))
         ignore = "upstream_scale_ignored" if case.loss else "ignores_upstream"
         res = []
         for p in parts:
@@ -288,7 +298,10 @@ def float32_case(ctx: Context, c32: LayerCase, parts: list[str], label: str) -> 
     a result cancels). The loss, a Python float, is judged for accuracy only."""
     c64 = c32.astype(np.float64)
     r64, r32 = reference_run(ctx.ref, c64), reference_run(ctx.ref, c32)
-    s32, s64 = execute(ctx.student, c32), execute(ctx.student, c64)
+    s64 = execute(ctx.student, c64)
+    if isinstance(s64.forward, StudentError):
+        return error_case(label, s64.forward, c32.cls)
+    s32 = execute(ctx.student, c32)
     res = []
     for p in parts:
         what = _what(c32, p)
