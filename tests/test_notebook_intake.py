@@ -416,7 +416,6 @@ def test_notebook_with_magics_outputs_and_matplotlib_gets_full_marks(tmp_path):
     assert r.status == "ok" and r.score == r.max_score, [(t.name, t.output) for t in r.tests if not t.passed]
 
 
-@pytest.mark.xfail(reason="needs sandbox branch: matplotlib is not importable in the worker yet", strict=False)
 def test_matplotlib_really_imports_in_the_worker(tmp_path):
     """The notebook above gets full marks either way (a failed import binds a stand-in); this checks
     that the setup cell's ``import matplotlib.pyplot as plt`` itself succeeded in the sandbox."""
