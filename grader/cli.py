@@ -102,6 +102,14 @@ def cmd_grade(args) -> int:
     if args.time_budget <= 0 or (args.attempt and not args.per_student_secret):
         print("error: --time-budget must be positive, and --attempt needs --per-student-secret", file=sys.stderr)
         return EXIT_USAGE
+    if opts.sandbox:
+        from .sandbox.client import SandboxRefused, preflight
+
+        try:
+            preflight(opts.sandbox_config)
+        except SandboxRefused as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     from .instructor.run import InstructorError, finish, prepare
 
     try:  # overrides, late policy, --only: refused before anything is graded (issue 19)

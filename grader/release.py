@@ -821,6 +821,13 @@ fi
 RUBRIC=()
 [ -f "$SRC/rubric.toml" ] && RUBRIC=(--rubric "$SRC/rubric.toml")
 
+# Gradescope's containers usually offer neither Landlock nor mount namespaces. Each submission has
+# a container of its own there, and the worker still runs under a private uid that cannot read the
+# root-only source/ folder, with seccomp and resource limits; so the weaker sandbox is accepted here
+# (the instructor can set GRADER_SANDBOX_ALLOW_WEAK=0 in the assignment's environment to refuse it).
+export GRADER_SANDBOX_ALLOW_WEAK="${GRADER_SANDBOX_ALLOW_WEAK:-1}"
+chmod 0700 "$SRC" 2>/dev/null || true
+
 # Hidden cases per student and submission (issue 21): the assignment's secret combined with the
 # students' Gradescope ids and the submission id, so that a probe submission learns nothing about
 # anyone else's hidden cases, and a regrade of the same submission draws the same ones.

@@ -728,3 +728,19 @@ def _describe_exit(status: int | None) -> str:
                "SIGSYS": " (a forbidden system call)"}.get(name, "")
         return f"the worker process was killed by {name}{why}"
     return f"the worker process exited with status {status} (sys.exit or os._exit in the submission?)"
+
+
+def preflight(config: SandboxConfig = SandboxConfig()) -> None:
+    """Start one worker on an empty package and stop it: raises :class:`SandboxRefused` at once on a
+    machine whose isolation the worker refuses (so ``grader grade`` stops with one clear message
+    instead of writing a row of zeros per student)."""
+    with tempfile.TemporaryDirectory(prefix="bpg-preflight-") as d:
+        pkg = Path(d) / "assignment"
+        pkg.mkdir()
+        impl = SandboxImpl(pkg, config, label="preflight")
+        try:
+            impl._start()
+        except StudentError:
+            pass  # the worker did not start for another reason: each submission's checks report it
+        finally:
+            impl.close()
