@@ -7,6 +7,7 @@ address space of the whole batch, and check every row.
 from __future__ import annotations
 
 import csv
+import html
 import json
 import os
 import re
@@ -266,7 +267,7 @@ def _check_attack_rows(out: Path, rows: dict, budget: float) -> None:
     assert rows[folder]["score"] == rows[folder]["max_score"]
     # gradients() returning a list: named as a wrong type in the student's own tests.
     res = _results(out, "attack_list_gradients")
-    assert any("came back as a list" in t["output"] for t in res["tests"] if t["tags"][0] == "Linear")
+    assert any("returned a list" in t["output"] for t in res["tests"] if t["tags"][0] == "Linear")
     assert rows["attack_list_gradients"]["status"] == "ok" and float(rows["attack_list_gradients"]["Linear"]) < 18
     # The stalling submission: a timeout, stopped by its budget, keeping what it earned.
     st = _results(out, "attack_stall")["extra_data"]
@@ -276,7 +277,8 @@ def _check_attack_rows(out: Path, rows: dict, budget: float) -> None:
     # feedback (negative control) shows it whole.
     leaked = {}
     for t in _results(out, "attack_base85")["tests"]:
-        text = t["output"].replace(" ...[rest not shown for a hidden case]", "")
+        # results.json renders Markdown (issue 19): undo its escapes before counting characters
+        text = html.unescape(re.sub(r"\\(.)", r"\1", t["output"])).replace(" ...[rest not shown for a hidden case]", "")
         # distinct pieces: a check that reports one failed call for two of its parts repeats it
         leaked[t["name"]] = sum(len(m) for m in set(re.findall(r"LEAK:\S*", text)))
     hidden = [n for n in leaked if n.endswith("(hidden)")]
@@ -317,8 +319,9 @@ def test_mnist_attacks_under_a_memory_limit(tmp_path):
     rows = _rows(out)
     assert [rows[f"correct_{i}"]["score"] for i in range(2)] == ["100", "100"], rows
     huge = rows["attack_huge_replies"]
-    assert huge["status"] == "error" and huge["MNIST-MLP"] == "0" and "the limit for this kind of message" in huge["reason"]
-    assert huge["Linear"] == "18" and huge["MNIST-LogReg"] == "10"  # it keeps what it earned
+    # Since issue 20 MNIST gradients travel through fixed-size shared memory, not the pipe: the huge
+    # answers cannot reach the parent at all. The row is graded (never infra), keeping what it earned.
+    assert huge["status"] in ("ok", "error") and huge["Linear"] == "18" and huge["MNIST-LogReg"] == "10", huge
     st = _results(out, "attack_stall")
     assert st["extra_data"]["budget"]["exhausted"] and st["extra_data"]["budget"]["used"] <= 65
     mlp = next(t for t in st["tests"] if t["tags"][0] == "MNIST-MLP")

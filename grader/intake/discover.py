@@ -74,7 +74,9 @@ def shown(name: str) -> str:
 def student_id(name: str) -> str:
     """The id for a name: NFC, exact but for characters no report can show safely (each becomes ``?``).
     Zero-width joiners stay: emoji sequences and Persian or Indic names need them."""
-    s = unicodedata.normalize("NFC", str(name))
+    from ..report.text import clean_name  # undecodable bytes of a file name become \xNN, as in every report
+
+    s = unicodedata.normalize("NFC", clean_name(name))
     return "".join("?" if _bad_char(c) else c for c in s)[:200]
 
 
@@ -102,7 +104,7 @@ def folder_name(student: str, taken: set[str]) -> str:
     if len(raw) > 150:
         s = raw[:150].decode("utf-8", "ignore")
     clean = s == student and s and not _WINDOWS_NAMES.match(s)
-    name = s if clean else f"{s or 'student'}-{hashlib.sha256(student.encode()).hexdigest()[:8]}"
+    name = s if clean else f"{s or 'student'}-{hashlib.sha256(student.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
     n = 2
     base = name
     while name.casefold() in taken or name.casefold() in RESERVED:
