@@ -45,7 +45,9 @@ def test_hidden_failing_submission_defaults(hidden_failing):
     doc = _grade(sub, tmp / "default")
     validate(doc)
     failed = [t for t in doc["tests"] if t["status"] == "failed"]
-    assert failed and all("hidden" in t["tags"] for t in failed)   # passes every public test, fails a hidden one
+    # Since issue 15 every rule a hidden test enforces has a public test too, so the bug fails both;
+    # what matters here is how the failing hidden test is shown.
+    assert any("hidden" in t["tags"] for t in failed)
     assert any(t["name"] == "ReLU: derivative 0 at exactly 0 (hidden)" for t in failed)
     for t in doc["tests"]:
         assert t["visibility"] == ("visible" if t["tags"][1] == "public" else "after_due_date"), t["name"]

@@ -251,7 +251,7 @@ class SandboxConfig:
     uid_base: int = 850_000
     #: seconds to import one student file (its imports included: scipy, matplotlib, ...); not part of
     #: the call timeout, so a slow import never costs a correct submission its first check
-    import_timeout: float = 120.0
+    import_timeout: float = 20.0
     landlock: bool = True
     seccomp: bool = True
     network: bool = True
