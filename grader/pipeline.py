@@ -166,6 +166,11 @@ class HiddenTextCap:
         return getattr(self._impl, name)
 
     def _cap(self, exc: StudentError) -> StudentError:
+        if exc.kind in ("missing", "not_attempted") or (
+                exc.kind == "import" and exc.info.get("type") in ("SyntaxError", "IndentationError", "TabError")):
+            # the parser's message quotes the submitted file, which the worker cannot write: nothing
+            # hidden can be in it (an ImportError raised by the code itself stays capped)
+            return exc
         info = dict(exc.info)
         fields = ("type",) + (() if exc.kind in _GRADER_TEXT_KINDS else ("message",)) + ("where",)
         for k in fields:

@@ -172,7 +172,7 @@ def small(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "overrides.toml").write_text(
-        '[[override]]\nstudent = "bob"\ncomponent = "Linear"\nadjust = 3\n'
+        '[[override]]\nstudent = "bob"\ncomponent = "Linear"\nadjust = 2\n'
         'reason = "bias gradient fixed in a later cell; accepted on request"\nauthor = "J. Doe (TA)"\nvisible = true\n\n'
         '[[override]]\nstudent = "dave"\nscore = 50\nreason = "oral exam"\nauthor = "Prof. X"\n')
     return tmp_path, subs, out
@@ -199,7 +199,7 @@ def test_override_and_late_penalty_survive_a_full_regrade(small):
         a, b, c, d = g["alice"], g["bob"], g["carol"], g["dave"]
         assert float(a["score"]) == float(a["adjusted_score"]) == 65 and float(a["late_penalty"]) == 6.5
         assert float(a["final_score"]) == 58.5 and abs(float(a["hours_late"]) - 10.0167) < 1e-3
-        assert float(b["adjusted_score"]) == float(b["score"]) + 3 and "J. Doe (TA)" in b["overrides"]
+        assert float(b["adjusted_score"]) == float(b["score"]) + 2 and "J. Doe (TA)" in b["overrides"]
         assert float(b["late_penalty"]) == 0 and b["final_score"] == b["adjusted_score"]
         assert float(c["late_penalty"]) == 0 and float(c["final_score"]) == 65   # the extension
         assert float(d["late_penalty"]) == 0 and float(d["score"]) == 65 and float(d["final_score"]) == 50
