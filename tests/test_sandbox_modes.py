@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import sys
 import shutil
 from pathlib import Path
 
@@ -114,7 +116,22 @@ def test_refusal_is_a_row_with_the_reason_not_a_zero_blamed_on_the_student(tmp_p
     opts = GradeOptions(secret=SECRET, mnist=False, sandbox_config=SandboxConfig(landlock=False, view=False))
     outcome = grade_batch(tmp_path / "subs" / "good", tmp_path / "out", opts)
     r = outcome.results[0]
-    assert r.status == "error" and "refused" in r.reason and "GRADER_SANDBOX_ALLOW_WEAK" in r.reason, r.reason
+    # the machine's fault, not the student's: status infra (never kept by a resume), with the reason
+    assert r.status == "infra" and "refused" in r.reason and "GRADER_SANDBOX_ALLOW_WEAK" in str(r.to_dict()), r.reason
+
+
+def test_refusal_stops_grader_grade_before_any_row(tmp_path: Path) -> None:
+    """``grader grade`` checks the sandbox once before grading: one clear error (exit 2), no row of zeros."""
+    good = tmp_path / "subs" / "good"
+    good.mkdir(parents=True)
+    for name in ("layers.py", "logistic_regression.py"):
+        shutil.copyfile(ROOT / "solutions" / name, good / name)
+    env = dict(os.environ, GRADER_SANDBOX_OFF="landlock,view")
+    env.pop("GRADER_SANDBOX_ALLOW_WEAK", None)
+    r = subprocess.run([sys.executable, "-m", "grader.cli", "grade", str(good), "--out", str(tmp_path / "out"),
+                        "--no-mnist", "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 2 and "refused" in r.stderr and "GRADER_SANDBOX_ALLOW_WEAK" in r.stderr, r.stderr
+    assert not (tmp_path / "out" / "gradebook.csv").exists()
 
 
 def test_layers_switch_off_from_the_environment(tmp_path: Path, monkeypatch) -> None:
