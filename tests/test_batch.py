@@ -77,6 +77,8 @@ def _strip_timing(d: dict) -> dict:
     d = json.loads(json.dumps(d))
     d.pop("execution_time", None)
     d.get("extra_data", {}).pop("timings", None)
+    for k in ("used", "wall"):  # seconds of the time budget spent (issue 21): timing too
+        d.get("extra_data", {}).get("budget", {}).pop(k, None)
     return d
 
 

@@ -209,7 +209,8 @@ def test_student_classroom_step_runs(tmp_path):
     (line,) = [ln for ln in gh_out.read_text().splitlines() if ln.startswith("result=")]
     doc = json.loads(base64.b64decode(line[len("result="):]))
     linear = next(t for t in doc["tests"] if t["name"] == "Linear")
-    assert doc["status"] == "fail" and linear["status"] == "fail" and linear["score"] < 3
+    # the bug costs Linear the points of the checks about it (issue 15), not all of them
+    assert doc["status"] == "fail" and linear["status"] == "fail" and 0 < linear["score"] < linear.get("max_score", 1e9)
     total = sum(t["score"] for t in doc["tests"])
     assert 0 < total < doc["max_score"]
     notice = next(ln for ln in r.stdout.splitlines() if ln.startswith("::notice title=Autograding complete::"))

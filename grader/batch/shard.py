@@ -185,11 +185,26 @@ def merge(out: str | Path, shard_dirs: list[str | Path]) -> MergeOutcome:
         _copy_folder(src, out / name)
     ordered = [results[s] for s in sorted(results)]
     write_atomic(out / "gradebook.csv", render_gradebook(ordered))
-    write_atomic(out / "summary.md", render_summary(ordered, manifests[0]["max_score"]))
     runs = [json.loads((d / "run.json").read_text(encoding="utf-8")) for d in dirs]
+    rec = _merged_reconciliation(runs, ordered)
+    write_atomic(out / "summary.md", render_summary(
+        ordered, manifests[0]["max_score"], reconciliation=rec, unmatched=list((rec or {}).get("unmatched", [])),
+        missing=[r.student for r in ordered if r.status == "missing"]))
     record = merged_record(runs, manifests, ordered, dirs)
     write_json(out / "run.json", record)
     return MergeOutcome(ordered, out, len(dirs), record["warnings"])
+
+
+def _merged_reconciliation(runs: list[dict], ordered: list[SubmissionResult]) -> dict | None:
+    """The class's reconciliation (every shard's intake saw every entry) with the merged rows."""
+    rec = json.loads(json.dumps(runs[0].get("reconciliation") or {}))
+    if not rec:
+        return None
+    missing = sum(r.status == "missing" for r in ordered)
+    rec.update(rows_written=len(ordered), missing_from_roster=missing, rejected=sum(r.status == "rejected" for r in ordered),
+               status={s: sum(r.status == s for r in ordered) for s in sorted({r.status for r in ordered})})
+    rec["balanced"] = not rec.get("unaccounted") and rec["rows_written"] == rec.get("submissions", -1) + missing
+    return rec
 
 
 def merged_record(runs: list[dict], manifests: list[dict], ordered: list[SubmissionResult], dirs) -> dict:

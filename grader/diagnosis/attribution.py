@@ -75,7 +75,8 @@ def attribute_mnist(result) -> None:
             out.append(t)
             continue
         info = (result.mnist or {}).get(t.component) or {}
-        info = info.get("failure", info) if isinstance(info, dict) else {}
+        # the MNIST record of this version keeps the failure under "failure" (None when training ran)
+        info = ((info.get("failure") if "failure" in info else info) or {}) if isinstance(info, dict) else {}
         first_batch = "first MNIST batch" in t.output or info.get("kind") == "gradient_direction"
         if "inconsistent_training" in t.causes and not first_batch:
             out.append(t)  # a replay that does not reproduce: tampering or hidden state, left as it is

@@ -116,7 +116,7 @@ def _record_section(record: dict, n: int) -> str:
         hashlib.sha256(record["secret"].encode()).hexdigest()[:12] if record.get("secret") else "unknown")
     rows = [["grader version", esc(record.get("grader_version", "?"))],
             ["secret", f"sha256 digest starts <code>{esc(secret_digest)}</code> (the secret itself is in run.json only)"],
-            ["rubric", esc(f"{rub.get('name', '?')} ({rub.get('source', '?')}), {rub.get('total', '?')} points, "
+            ["rubric", esc(f"{rub.get('name', '?')} ({Path(str(rub.get('source', '?'))).name}), {rub.get('total', '?')} points, "
                            f"sha256 {str(rub.get('sha256', '?'))[:16]}")],
             ["options", esc(", ".join(f"{k}={v}" for k, v in (record.get("options") or {}).items()))],
             ["submissions", esc(f"{n} ({record.get('graded_now', '?')} graded now, "
