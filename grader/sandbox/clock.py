@@ -15,9 +15,12 @@ clock is plain wall time.
 """
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 MIN_RATE = 0.2  #: a charged second lasts at most 5 wall seconds
+READ_EVERY = 0.005  #: wall seconds between two reads of the kernel's counters
 
 
 def run_delay(path: str) -> float | None:
@@ -29,19 +32,52 @@ def run_delay(path: str) -> float | None:
         return None
 
 
+class _Stat:
+    """One schedstat file kept open: re-read with ``pread`` at offset 0 (about 1.5 microseconds,
+    against 15 for an open and read), as the clock is read several times per call to the worker."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.fd = None
+
+    def delay(self) -> float | None:
+        if self.fd is None:
+            return None
+        try:
+            return int(os.pread(self.fd, 128, 0).split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+
 class LoadClock:
     """Charged seconds: wall time minus the CPU waits of this thread and the watched processes."""
 
     def __init__(self) -> None:
         self._t0 = time.monotonic()
-        self._self0 = run_delay("/proc/thread-self/schedstat")
+        self._thread = threading.get_ident()
+        self._own = _Stat("/proc/thread-self/schedstat")  # this thread's, resolved now
+        self._self0 = self._own.delay()
         self._done = 0.0                   #: waits of processes no longer watched
         self._pids: dict[int, float] = {}  #: pid -> its run_delay when it began to be watched
         self._last: dict[int, float] = {}  #: pid -> its latest run_delay read
+        self._stats: dict[int, _Stat] = {}
         self._floor = 0.0                  #: the clock never goes backwards
+        self._read_at = -READ_EVERY        #: wall seconds (since _t0) of the last read of the counters
+        self._charged = 0.0                #: charged seconds at that read
 
     def watch(self, pid: int) -> None:
-        d = run_delay(f"/proc/{pid}/schedstat")
+        stat = self._stats[pid] = _Stat(f"/proc/{pid}/schedstat")
+        d = stat.delay()
         self._pids[pid] = self._last[pid] = d if d is not None else 0.0
 
     def unwatch(self, pid: int) -> None:
@@ -49,14 +85,20 @@ class LoadClock:
         if pid in self._pids:
             self._read(pid)
             self._done += self._last.pop(pid) - self._pids.pop(pid)
+            self._stats.pop(pid).close()
 
     def _read(self, pid: int) -> None:
-        d = run_delay(f"/proc/{pid}/schedstat")
+        d = self._stats[pid].delay()
         if d is not None:
             self._last[pid] = max(d, self._last[pid])
 
+    def _own_delay(self) -> float | None:
+        if threading.get_ident() != self._thread:  # the kept file is the creating thread's
+            return None
+        return self._own.delay()
+
     def waited(self) -> float:
-        own = run_delay("/proc/thread-self/schedstat")
+        own = self._own_delay()
         total = self._done + (own - self._self0 if own is not None and self._self0 is not None else 0.0)
         for pid in self._pids:
             self._read(pid)
@@ -65,6 +107,27 @@ class LoadClock:
 
     def __call__(self) -> float:
         wall = time.monotonic() - self._t0
-        now = max(wall - self.waited(), wall * MIN_RATE, self._floor)
+        if wall - self._read_at < READ_EVERY:
+            # Between two reads the clock runs at wall speed: it is ahead by at most the waits of
+            # one READ_EVERY window, taken back at the next read (it then stands still until the
+            # true value catches up), so the error never adds up.
+            now = max(self._charged + (wall - self._read_at), self._floor)
+        else:
+            self._charged = max(wall - self.waited(), wall * MIN_RATE)
+            self._read_at = wall
+            now = max(self._charged, self._floor)
         self._floor = now
         return now
+
+    def close(self) -> None:
+        for stat in [self._own, *self._stats.values()]:
+            stat.close()
+        self._stats.clear()
+        self._pids.clear()
+        self._last.clear()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

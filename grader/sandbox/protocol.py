@@ -49,9 +49,13 @@ def write_message(stream: BinaryIO, header: dict, arrays: list[np.ndarray] = ())
     head = dict(header)
     head["_arrays"] = metas
     raw = json.dumps(head, allow_nan=False).encode()
-    stream.write(MAGIC + struct.pack("<I", len(raw)) + raw)
-    for b in bufs:
-        stream.write(b)
+    pre = MAGIC + struct.pack("<I", len(raw)) + raw
+    if sum(len(b) for b in bufs) <= 1 << 16:  # small: one write, so one wake-up on the other side
+        stream.write(b"".join([pre, *bufs]))
+    else:
+        stream.write(pre)
+        for b in bufs:
+            stream.write(b)
     stream.flush()
 
 
