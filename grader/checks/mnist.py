@@ -208,66 +208,113 @@ def train_and_score(impl, p: Protocol, data: Dataset, *, secret: str, budget: fl
     run = MnistRun(p.component)
     if _already_failed(impl, p, run):
         return run
-    budget = budget or 600.0
     t0 = time.perf_counter()
-    # The budget is CPU time of the layers' process; the wall clock only stops what hangs or sleeps
-    # (WALL_FACTOR times the budget): on a loaded machine every step waits for a core twice.
-    deadline, soft = time.monotonic() + WALL_FACTOR * budget, time.monotonic() + budget
-    cpu0 = _layers_cpu(impl)
     try:
-        chan = GradientChannel(impl, p.kind, p.hidden, params, data.X_train, data.y_train, p.batch_size,
-                               timeout=budget)
+        loop = _Training(impl, p, data, params, budget or 600.0, reference)
     except StudentError as exc:
         return _call_failed(run, p, exc, 0)
-    ref_norms = (reference or {}).get("grad_norms") or []
-    floors = {k: float(np.median([s[i] for s in ref_norms])) for i, k in enumerate(params)} if ref_norms else {}
-    pick = random.SystemRandom()  # not from the secret: which steps are checked cannot be learnt
-    losses: list[float] = []
-    lr = np.float32(p.lr)
-    for step, start in enumerate(range(0, len(order), p.batch_size), 1):
-        idx = order[start : start + p.batch_size]
-        left = deadline - time.monotonic()
+    bad = loop.run(run, order)
+    run.seconds = time.perf_counter() - t0
+    if bad is not None:
+        return bad
+    run.steps = len(loop.losses)
+    if not all(np.isfinite(v).all() for v in loop.params.values()):
+        return run.fail("not_learning", f"training diverged: the parameters became NaN or inf by step {run.steps}",
+                        component=NETWORK_CLASSES[p.kind][0], method="backward", kind="not_finite",
+                        step=run.steps, message="parameters not finite")
+    run.final_loss = float(np.mean(loop.losses[-50:])) if loop.losses else None
+    run.accuracy = accuracy(p, loop.params, data.X_test, data.y_test)
+    return run
+
+
+class _Training:
+    """One run's SGD loop. The parent applies every step; a step picked for checking is checked
+    while the worker computes the next one (its reply is read after the check), so the direction
+    check costs no waiting. A step whose check fails ends the run at that step, as if nothing came
+    after it: the request already sent is answered and dropped."""
+
+    def __init__(self, impl, p: Protocol, data: Dataset, params: dict, budget: float, reference: dict | None):
+        self.impl, self.p, self.data, self.params, self.budget = impl, p, data, params, budget
+        self.reference = reference
+        # The budget is CPU time of the layers' process; the wall clock only stops what hangs or
+        # sleeps (WALL_FACTOR times the budget): on a loaded machine every step waits for a core twice.
+        now = time.monotonic()
+        self.deadline, self.soft = now + WALL_FACTOR * budget, now + budget
+        self.cpu0 = _layers_cpu(impl)
+        self.chan = GradientChannel(impl, p.kind, p.hidden, params, data.X_train, data.y_train, p.batch_size,
+                                    timeout=budget)
+        self.ref_norms = (reference or {}).get("grad_norms") or []
+        self.floors = ({k: float(np.median([s[i] for s in self.ref_norms])) for i, k in enumerate(params)}
+                       if self.ref_norms else {})
+        self.pick = random.SystemRandom()  # not from the secret: which steps are checked cannot be learnt
+        self.losses: list[float] = []
+
+    def run(self, run: MnistRun, order: np.ndarray) -> MnistRun | None:
+        p, lr = self.p, np.float32(self.p.lr)
+        held = None  #: (step, parameters, batch, gradients, anomaly) of a step still to be checked
+        for step, start in enumerate(range(0, len(order), p.batch_size), 1):
+            idx = order[start : start + p.batch_size]
+            bad = self._ask(run, step, idx)
+            if held is not None:
+                verdict = self._verify(run, *held)
+                held = None
+                if verdict is not None:
+                    if bad is None:
+                        self.chan.drain()
+                    return verdict
+            if bad is not None:
+                return bad
+            got = self._answer(run, step)
+            if isinstance(got, MnistRun):
+                return got
+            loss, grads, odd = got
+            # drawn after the reply arrived: the worker cannot know which steps are checked
+            if odd or step == 1 or self.pick.random() < p.verify_share:
+                held = (step, dict(self.params), idx, grads, odd)
+            self.losses.append(loss)
+            for k in self.params:
+                self.params[k] = self.params[k] - lr * grads[k]
+        return self._verify(run, *held) if held is not None else None
+
+    def _ask(self, run: MnistRun, step: int, idx: np.ndarray) -> MnistRun | None:
         try:
+            left = self.deadline - time.monotonic()
             if left <= 0:
                 raise StudentError({"kind": "timeout", "type": "Timeout", "message": "", "where": ""})
-            loss, grads = chan.gradient(params, idx, timeout=left)
+            self.chan.send(self.params, idx, timeout=left)
         except StudentError as exc:
-            run.seconds = time.perf_counter() - t0
+            return _call_failed(run, self.p, exc, step)
+        return None
+
+    def _answer(self, run: MnistRun, step: int):
+        """(loss, gradients, norm anomaly) of the step asked last, or the run's failure."""
+        p = self.p
+        try:
+            loss, grads = self.chan.receive()
+        except StudentError as exc:
             return _call_failed(run, p, exc, step)
         except GradientRejected as exc:
             cause = "wrong_shape" if exc.kind == "shape" else "wrong_type"
             return run.fail(cause, f"training stopped at step {step}: {exc.message}", component=exc.component,
                             method="gradients", kind=cause, step=step, message=exc.message)
-        if time.monotonic() > soft and _layers_cpu(impl) - cpu0 > budget:
-            run.seconds = time.perf_counter() - t0
+        if time.monotonic() > self.soft and _layers_cpu(self.impl) - self.cpu0 > self.budget:
             return _call_failed(run, p, StudentError({"kind": "timeout", "type": "Timeout", "where": "",
                                                       "message": "CPU budget used up"}), step)
         norms = [_norm(g) for g in grads.values()]
-        if reference is None:
+        if self.reference is None:
             run.grad_norms.append([float(f"{x:.4g}") for x in norms])
         bad = _finite(run, step, grads, norms)
-        # A norm far beyond the reference's is verified whatever the draw: with the right direction it
-        # is a scale error that diverges (scored); with the wrong one, a jump (flagged).
-        odd = None if bad else _norm_anomaly(step, grads, norms, ref_norms, floors)
-        if bad is None and (odd or step == 1 or pick.random() < p.verify_share):
-            run.verified_steps += 1
-            xb = data.X_train[idx].astype(np.float32) / np.float32(255.0)
-            bad = _direction(run, p, step, grads, backprop(p.kind, params, xb, data.y_train[idx]), odd)
         if bad is not None:
-            run.seconds = time.perf_counter() - t0
             return bad
-        losses.append(loss)
-        for k in params:
-            params[k] = params[k] - lr * grads[k]
-    run.seconds = time.perf_counter() - t0
-    run.steps = len(losses)
-    if not all(np.isfinite(v).all() for v in params.values()):
-        return run.fail("not_learning", f"training diverged: the parameters became NaN or inf by step {run.steps}",
-                        component=NETWORK_CLASSES[p.kind][0], method="backward", kind="not_finite",
-                        step=run.steps, message="parameters not finite")
-    run.final_loss = float(np.mean(losses[-50:])) if losses else None
-    run.accuracy = accuracy(p, params, data.X_test, data.y_test)
-    return run
+        # A norm far beyond the reference's is checked whatever the draw: with the right direction it
+        # is a scale error that diverges (scored); with the wrong one, a jump (flagged).
+        return loss, grads, _norm_anomaly(step, grads, norms, self.ref_norms, self.floors)
+
+    def _verify(self, run: MnistRun, step: int, params: dict, idx: np.ndarray, grads: dict,
+                odd: dict | None) -> MnistRun | None:
+        run.verified_steps += 1
+        xb = self.data.X_train[idx].astype(np.float32) / np.float32(255.0)
+        return _direction(run, self.p, step, grads, backprop(self.p.kind, params, xb, self.data.y_train[idx]), odd)
 
 
 def _layers_cpu(impl) -> float:

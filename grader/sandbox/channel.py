@@ -62,6 +62,7 @@ class GradientChannel:
         self._request({"op": "net", "size": size, "kind": kind, "hidden": hidden, "params": self.param_at,
                        "grads": self.grad_at, "idx": self.idx_at}, "net", timeout)
         self._head = {"op": "grad", "size": size, "n": 0}
+        self._pending = None
 
     def _request(self, head: dict, method: str, timeout: float) -> dict:
         reply, _ = self.impl._request(head, [], cls=self.key, method=method, timeout=timeout)
@@ -74,12 +75,32 @@ class GradientChannel:
 
         Raises StudentError (the call failed: exception, timeout, crash, malformed reply) or
         GradientRejected (a gradient of the wrong shape or type)."""
+        self.send(params, idx, timeout=timeout)
+        return self.receive()
+
+    def send(self, params: dict[str, np.ndarray], idx: np.ndarray, *, timeout: float) -> None:
+        """Ask for the gradients at ``params`` on ``idx`` without waiting: :meth:`receive` reads
+        them. The parameters are the caller's: it may keep them, the worker only sees a copy."""
         n = len(idx)
         self._idx[:n] = idx
         for k, v in params.items():
             self._views[k][...] = v
-        head = dict(self._head, n=n)
-        reply = self._request(head, "grad", timeout)
+        self._pending = self.impl.begin_request(dict(self._head, n=n), cls=self.key, method="grad", timeout=timeout)
+
+    def drain(self) -> None:
+        """Wait for and drop the reply of a request whose answer is no longer wanted."""
+        try:
+            self.receive()
+        except (StudentError, GradientRejected):
+            pass
+
+    def receive(self) -> tuple[float, dict]:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            raise RuntimeError("GradientChannel.receive without a request")
+        reply, _ = pending()
+        if not reply.get("ok"):
+            raise StudentError(_classify(reply.get("error") or {}))
         grads = reply.get("grads")
         if not isinstance(grads, dict) or set(grads) != set(self.shapes):
             raise self.impl._malformed("no gradient report")

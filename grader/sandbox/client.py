@@ -173,6 +173,11 @@ class _Base:
     def drop(self) -> None:
         self._request({"op": "drop"}, [], cls="", method="drop", timeout=10.0)
 
+    def begin_request(self, head: dict, *, cls: str, method: str, timeout: float):
+        """Send a request without waiting; the returned callable waits for the reply (and must be
+        called before the next request). In-process, the work happens when it is called."""
+        return lambda: self._request(head, [], cls=cls, method=method, timeout=timeout)
+
 
 class LocalImpl(_Base):
     """Classes executed in this process (trusted code only: the reference or test fixtures)."""
@@ -661,6 +666,14 @@ class SandboxImpl(_Base):
                                            "did the code write to the grader's pipe?"})
 
     def _request(self, head, arrays, *, cls, method, timeout=None):
+        return self._send(head, arrays, cls=cls, method=method, timeout=timeout)()
+
+    def begin_request(self, head: dict, *, cls: str, method: str, timeout: float):
+        """Send now, read the reply when the returned callable is called: the parent works (checks
+        the previous MNIST step) while the worker computes this one."""
+        return self._send(head, [], cls=cls, method=method, timeout=timeout)
+
+    def _send(self, head, arrays, *, cls, method, timeout=None):
         key = (cls, method)
         if key in self.failed_methods:
             info = dict(self.failed_methods[key])
@@ -698,11 +711,13 @@ class SandboxImpl(_Base):
                         "message": "stopped: the submission used up its total time budget"}
             self.failed_methods[key] = info
             raise StudentError(info)
+        return lambda: self._finish(key, timeout, t0, budgeted)
+
+    def _finish(self, key: tuple, timeout: float, t0: float, budgeted: bool):
         try:
-            cap = self.config.max_reply_bytes if head.get("op") == "train" else self.config.max_call_reply_bytes
-            reply, out = self._receive(timeout, cap, deadline_set=True)
+            reply, out = self._receive(timeout, self.config.max_call_reply_bytes, deadline_set=True)
         except StudentError as exc:
-            if exc.kind in ("timeout", "crash", "protocol") and method not in ("data",):
+            if exc.kind in ("timeout", "crash", "protocol") and key[1] not in ("data",):
                 self.failed_methods[key] = exc.info
             raise
         if budgeted:
