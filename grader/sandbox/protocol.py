@@ -27,6 +27,10 @@ class ProtocolError(Exception):
     """A malformed or oversized message: the other side is broken or hostile."""
 
 
+#: One encoder for every message (json.dumps with options builds a new one per call).
+_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
@@ -48,7 +52,7 @@ def write_message(stream: BinaryIO, header: dict, arrays: list[np.ndarray] = ())
         bufs.append(memoryview(a).cast("B") if a.size else b"")
     head = dict(header)
     head["_arrays"] = metas
-    raw = json.dumps(head, allow_nan=False).encode()
+    raw = _ENCODE(head).encode()
     pre = MAGIC + struct.pack("<I", len(raw)) + raw
     if sum(len(b) for b in bufs) <= 1 << 16:  # small: one write, so one wake-up on the other side
         stream.write(b"".join([pre, *bufs]))
