@@ -2,7 +2,7 @@
 
 A *check* is a plain function named after what it checks, registered with :func:`check`. It receives
 a :class:`Context` holding the student implementation, the reference implementation (both behind the
-same oracle interface, see ``grader/sandbox/client.py``) and a random generator seeded either with
+same oracle interface, see ``grader/sandbox/oracle.py``) and a random generator seeded either with
 the fixed public seed or with the run's secret. It returns a :class:`CheckResult`; the runner never
 lets an exception escape, so one broken check cannot stop the others.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..diagnosis import Finding
 from ..diagnosis.causes import CAUSES, RUN_FAILURES
-from ..sandbox.client import StudentError
+from ..sandbox.oracle import Oracle, StudentError
 
 PUBLIC_SEED = "public-checks-v1"
 TOL64 = 1e-9    # a correct float64 solution is at ~1e-15: six orders of magnitude of margin
@@ -111,7 +111,7 @@ def seed_for(secret: str, check_id: str) -> np.random.Generator:
 class Context:
     """What a check may use: the two implementations and its own random generator."""
 
-    def __init__(self, student, reference, rng: np.random.Generator, visibility: str) -> None:
+    def __init__(self, student: Oracle, reference: Oracle, rng: np.random.Generator, visibility: str) -> None:
         self.student = student
         self.ref = reference
         self.rng = rng

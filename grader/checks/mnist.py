@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..sandbox.channel import GradientChannel, GradientRejected
-from ..sandbox.client import StudentError
+from ..sandbox.oracle import Oracle, StudentError
 from ..sandbox.training import PARAM_OWNER
 from .base import CaseResult, error_case, seed_for
 
@@ -195,7 +195,7 @@ def _already_failed(impl, p: Protocol, run: MnistRun) -> bool:
     return False
 
 
-def train_and_score(impl, p: Protocol, data: Dataset, *, secret: str, budget: float | None = None,
+def train_and_score(impl: Oracle, p: Protocol, data: Dataset, *, secret: str, budget: float | None = None,
                     reference: dict | None = None) -> MnistRun:
     """Train ``impl``'s layers under ``p`` with the parent applying every step; score the result.
 
@@ -233,7 +233,7 @@ class _Training:
     check costs no waiting. A step whose check fails ends the run at that step, as if nothing came
     after it: the request already sent is answered and dropped."""
 
-    def __init__(self, impl, p: Protocol, data: Dataset, params: dict, budget: float, reference: dict | None):
+    def __init__(self, impl: Oracle, p: Protocol, data: Dataset, params: dict, budget: float, reference: dict | None):
         self.impl, self.p, self.data, self.params, self.budget = impl, p, data, params, budget
         self.reference = reference
         # The budget is CPU time of the layers' process; the wall clock only stops what hangs or

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..diagnosis import Finding, diagnose_array
-from ..sandbox.client import StudentError
+from ..sandbox.oracle import Oracle, StudentError
 from ..sandbox.protocol import NumpyScalar
 from .base import FD_TOL, TOL32, TOL64, CaseResult, error_case, finding_case
 
@@ -62,7 +62,7 @@ class Run:
         return v if isinstance(v, StudentError) else None
 
 
-def execute(impl, case: LayerCase, *, readonly: bool = False, echo: bool = False, twice: bool = False,
+def execute(impl: Oracle, case: LayerCase, *, readonly: bool = False, echo: bool = False, twice: bool = False,
             forwards: tuple = ()) -> Run:
     """Run ``case`` on ``impl``; ``forwards`` are extra forward inputs run *before* the real one."""
     run = Run()
@@ -109,7 +109,7 @@ def execute(impl, case: LayerCase, *, readonly: bool = False, echo: bool = False
     return run
 
 
-def reference_run(ref, case: LayerCase, **kw) -> Run:
+def reference_run(ref: Oracle, case: LayerCase, **kw) -> Run:
     run = execute(ref, case, **kw)
     for part in ("forward", "backward", "grads"):
         if isinstance(getattr(run, part), StudentError):

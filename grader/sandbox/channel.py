@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .client import StudentError, _classify
+from .oracle import StudentError, classify
 from .protocol import ALLOWED_DTYPES
 from .shm import SLOT_ITEMSIZE, Layout
 from .training import PARAM_OWNER
@@ -67,7 +67,7 @@ class GradientChannel:
     def _request(self, head: dict, method: str, timeout: float) -> dict:
         reply, _ = self.impl._request(head, [], cls=self.key, method=method, timeout=timeout)
         if not reply.get("ok"):
-            raise StudentError(_classify(reply.get("error") or {}))
+            raise StudentError(classify(reply.get("error") or {}))
         return reply
 
     def gradient(self, params: dict[str, np.ndarray], idx: np.ndarray, *, timeout: float) -> tuple[float, dict]:
@@ -100,7 +100,7 @@ class GradientChannel:
             raise RuntimeError("GradientChannel.receive without a request")
         reply, _ = pending()
         if not reply.get("ok"):
-            raise StudentError(_classify(reply.get("error") or {}))
+            raise StudentError(classify(reply.get("error") or {}))
         grads = reply.get("grads")
         if not isinstance(grads, dict) or set(grads) != set(self.shapes):
             raise self.impl._malformed("no gradient report")

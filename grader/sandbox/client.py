@@ -1,46 +1,40 @@
-"""The two implementations of the oracle interface the checks call.
+"""The sandbox: a submission's classes run in a separate, isolated worker process.
 
-``LocalImpl`` runs classes in this process (the reference, and the project's own known-buggy
-variants in tests). ``SandboxImpl`` runs a submission in a separate, isolated worker process and is
-the only way student code is ever executed. Both go through :class:`worker.Dispatcher` and the same
-value encoding, so an honest submission gets the same answers, hence the same score, either way.
+:class:`SandboxImpl` is the only way student code is ever executed. It implements the oracle
+interface of ``oracle.py`` over the worker's pipes (``pipe.py``): starts the worker from the
+grader's own install (``worker.py``, which applies the layers of ``isolation.py`` and ``view.py``),
+restarts it after a crash, cuts every call to its deadline and to the submission's time budget
+(``clock.py``), and kills every process of the private uid at the end (``cleanup.py``). The limits
+are a :class:`config.SandboxConfig`. The names other modules import from here are re-exported.
 """
 from __future__ import annotations
 
 import json
 import os
 import random
-import select
 import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import tempfile
-import time
-import uuid
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from .cleanup import _proc_uids, describe_exit, kill_uid, processes_of_uid  # noqa: F401  (re-exported)
 from .clock import LoadClock
-from .protocol import ProtocolError, decode_value, encode_value, read_message, write_message
+from .config import SWITCHABLE, SandboxConfig, SandboxRefused  # noqa: F401  (re-exported)
+from .local import LocalImpl  # noqa: F401  (re-exported)
+from .oracle import (Handle, Oracle, OracleBase, Reply, StudentError, _Base, _classify,  # noqa: F401
+                     checked_reply, classify)
+from .pipe import Pipe, scrub_paths
 from .policy import ReadPolicy, read_policy
+from .protocol import read_message, write_message
 from .shm import Arena
-from .worker import BLOCKED_IMPORTS, STUDENT_MODULES, Dispatcher, dict_reply_problem
+from .worker import STUDENT_MODULES  # noqa: F401  (re-exported)
 
 RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py", "view.py", "shm.py", "training.py")
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
-#: Layers that can be switched off for a run, by configuration or by GRADER_SANDBOX_OFF="a,b".
-SWITCHABLE = ("landlock", "seccomp", "network", "view", "uid")
-
-
-class SandboxRefused(RuntimeError):
-    """The machine does not offer enough isolation to run untrusted code (and no opt-in was given)."""
 
 
 def _runtime_digest() -> dict[str, str]:
@@ -53,403 +47,13 @@ def _runtime_digest() -> dict[str, str]:
 RUNTIME_DIGEST = _runtime_digest()
 
 
-class StudentError(Exception):
-    """A call into student code did not return a value.
-
-    ``info`` holds ``kind`` (``exception``, ``not_attempted``, ``import``, ``missing``, ``timeout``,
-    ``crash``, ``protocol``, ``skipped``), ``type``, ``message`` and ``where``.
-    """
-
-    def __init__(self, info: dict) -> None:
-        super().__init__(info.get("message", ""))
-        self.info = info
-
-    @property
-    def kind(self) -> str:
-        return self.info.get("kind", "exception")
-
-
-def _classify(info: dict) -> dict:
-    info = dict(info)
-    if info.get("import_error"):
-        info["kind"] = "import"
-    elif info.get("missing"):
-        info["kind"] = "missing"
-    elif info.get("not_attempted"):
-        info["kind"] = "not_attempted"
-    else:
-        info.setdefault("kind", "exception")
-    return info
-
-
-@dataclass
-class Reply:
-    value: Any
-    modified: list[bool] | None = None
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class Handle:
-    generation: int
-    id: int
-    cls: str
-
-
-class _Base:
-    """Shared request logic; subclasses provide :meth:`_request`."""
-
-    label = "implementation"
-
-    def new(self, cls: str, *args) -> Handle:
-        head, _ = self._call_op({"op": "new", "cls": cls}, list(args), cls=cls, method="__init__")
-        if type(head.get("h")) is not int:
-            raise self._malformed("no object handle in the reply")
-        return Handle(self._generation, head["h"], cls)
-
-    def set(self, h: Handle, name: str, value) -> None:
-        self._check_handle(h)
-        arrays: list = []
-        tree = encode_value(value, arrays)
-        self._op({"op": "set", "h": h.id, "name": name, "value": tree}, arrays, cls=h.cls, method=f"set {name}")
-
-    def attr(self, h: Handle, name: str):
-        self._check_handle(h)
-        head, arrays = self._op({"op": "attr", "h": h.id, "name": name}, [], cls=h.cls, method=name)
-        return self._value(head, arrays)
-
-    def call(self, h: Handle, method: str, *args, readonly: tuple[bool, ...] = (), echo: bool = False) -> Any:
-        return self.call_ex(h, method, *args, readonly=readonly, echo=echo).value
-
-    def call_ex(self, h: Handle, method: str, *args, readonly: tuple[bool, ...] = (), echo: bool = False) -> Reply:
-        self._check_handle(h)
-        head, arrays = self._call_op({"op": "call", "h": h.id, "method": method,
-                                      "readonly": list(readonly), "echo": echo}, list(args),
-                                     cls=h.cls, method=method)
-        modified = head.get("modified")
-        if modified is not None and not (type(modified) is list and all(type(m) is bool for m in modified)):
-            raise self._malformed("a malformed 'modified' list")
-        seconds = head.get("seconds", 0.0)
-        value = self._value(head, arrays)
-        problem = dict_reply_problem(method, value)
-        if problem:
-            raise StudentError({"kind": "exception", "type": "TypeError", "message": problem, "where": ""})
-        return Reply(value, modified, float(seconds) if type(seconds) in (int, float) else 0.0)
-
-    # A reply comes from the student's process, which can write anything to the pipe: every field
-    # is checked, and a bad one is the submission's protocol error, never an exception in a check.
-    def _value(self, head: dict, arrays: list):
-        try:
-            return decode_value(head["value"], arrays)
-        except (ProtocolError, KeyError, TypeError, ValueError, RecursionError) as exc:
-            raise self._malformed(f"no valid value in the reply: {type(exc).__name__}") from None
-
-    def _malformed(self, why: str) -> "StudentError":
-        return StudentError({"kind": "protocol", "type": "ProtocolError", "where": "",
-                             "message": f"the worker sent a malformed answer ({why}); "
-                                        "did the code write to the grader's pipe?"})
-
-    def _call_op(self, head: dict, args: list, *, cls: str, method: str):
-        arrays: list = []
-        head = dict(head, args=encode_value(args, arrays))
-        return self._op(head, arrays, cls=cls, method=method)
-
-    def _op(self, head: dict, arrays: list, *, cls: str, method: str, timeout: float | None = None):
-        reply, out = self._request(head, arrays, cls=cls, method=method, timeout=timeout)
-        if not reply.get("ok"):
-            raise StudentError(_classify(reply.get("error") or {}))
-        return reply, out
-
-    def _check_handle(self, h: Handle) -> None:
-        if h.generation != self._generation:
-            raise StudentError({"kind": "skipped", "type": "WorkerRestarted",
-                                "message": "the worker was restarted after an earlier failure", "where": ""})
-
-    # training (grader/sandbox/channel.py) ---------------------------------------------------------
-    def training_arena(self) -> Arena:
-        """The memory shared with the worker for MNIST training steps."""
-        raise NotImplementedError
-
-    def drop(self) -> None:
-        self._request({"op": "drop"}, [], cls="", method="drop", timeout=10.0)
-
-    def begin_request(self, head: dict, *, cls: str, method: str, timeout: float):
-        """Send a request without waiting; the returned callable waits for the reply (and must be
-        called before the next request). In-process, the work happens when it is called."""
-        return lambda: self._request(head, [], cls=cls, method=method, timeout=timeout)
-
-
-class LocalImpl(_Base):
-    """Classes executed in this process (trusted code only: the reference or test fixtures)."""
-
-    def __init__(self, classes: dict[str, type] | None = None, label: str = "in-process", *,
-                 dispatcher: Dispatcher | None = None) -> None:
-        self.label = label
-        self._d = dispatcher or Dispatcher(classes=classes)
-        self._generation = 0
-        self.isolation = {"in-process": "no isolation: trusted code only"}
-
-    @classmethod
-    def from_modules(cls, *modules, label: str = "in-process") -> "LocalImpl":
-        classes = {}
-        for m in modules:
-            for name in STUDENT_MODULES:
-                if isinstance(getattr(m, name, None), type):
-                    classes[name] = getattr(m, name)
-        return cls(classes, label=label)
-
-    @classmethod
-    def from_package_dir(cls, package_dir: Path, label: str = "in-process (unsandboxed)") -> "LocalImpl":
-        """A prepared submission imported into this process: trusted code only (``--no-sandbox``)."""
-        from .worker import install_package
-
-        name = f"_bpg_submission_{uuid.uuid4().hex}"
-        install_package(str(package_dir), name)
-        return cls(label=label, dispatcher=Dispatcher(package_dir=str(package_dir), package=name))
-
-    failed_methods: dict = {}  # in-process calls cannot hang the grader into a restart
-
-    def training_arena(self) -> Arena:
-        return self._d.arena
-
-    def _request(self, head, arrays, *, cls, method, timeout=None):
-        # Round-trip through the wire encoding, so values look exactly as they do from a worker.
-        arrays = [np.array(a, copy=True) for a in arrays]
-        reply, out = self._d.handle(head, arrays)
-        return reply, [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in out]
-
-    def close(self) -> None:
-        self._d.objects.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
 # --- the sandbox ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SandboxConfig:
-    """Limits of one worker. Times in seconds, sizes in bytes."""
-
-    call_timeout: float = 5.0
-    start_timeout: float = 20.0
-    cpu_seconds: int = 300
-    address_space: int = 3 << 30
-    file_size: int = 16 << 20
-    open_files: int = 64
-    processes: int = 64
-    max_restarts: int = 6
-    max_reply_bytes: int = 128 << 20
-    #: Cap on the arrays of one reply to a single call (new/set/attr/call): the largest legitimate
-    #: one, gradients of the MNIST network, is 0.3 MB. Only training reports may be larger. Checked
-    #: before the parent allocates anything (issue 21: 130 MB replies took a grading process down).
-    max_call_reply_bytes: int = 16 << 20
-    output_cap: int = 16 << 10
-    #: Total seconds a submission's answered calls may take (training runs aside, they have their own
-    #: budget); None: 6 x call_timeout. Without it, a call that always answers just under call_timeout
-    #: keeps one submission busy for hours (some 450 calls).
-    answer_budget: float | None = None
-    work_dir_bytes: int = 64 << 20  #: size of the private tmpfs over the writable folder (root only)
-    uid_base: int = 850_000
-    #: seconds to import one student file (its imports included: scipy, matplotlib, ...); not part of
-    #: the call timeout, so a slow import never costs a correct submission its first check
-    import_timeout: float = 20.0
-    landlock: bool = True
-    seccomp: bool = True
-    network: bool = True
-    view: bool = True        #: the file-system view (a private read-only root, as root)
-    private_uid: bool = True  #: as root, drop to a private uid
-    #: grade even when the machine lacks the layers that hide the grader (no view and no landlock) or
-    #: when student code would keep root; the instructor's explicit choice (also GRADER_SANDBOX_ALLOW_WEAK=1)
-    allow_weak: bool = False
-    #: the import policy: top-level module name -> library name shown in the message (None: default)
-    blocked_imports: tuple[tuple[str, str], ...] | None = None
-
-    def effective(self) -> dict[str, bool]:
-        """The layer switches after GRADER_SANDBOX_OFF / GRADER_SANDBOX_ALLOW_WEAK from the environment."""
-        off = {x.strip() for x in os.environ.get("GRADER_SANDBOX_OFF", "").split(",") if x.strip()}
-        unknown = off - set(SWITCHABLE)
-        if unknown:
-            raise SandboxRefused(f"GRADER_SANDBOX_OFF names unknown layers {sorted(unknown)}; known: {', '.join(SWITCHABLE)}")
-        return {"landlock": self.landlock and "landlock" not in off, "seccomp": self.seccomp and "seccomp" not in off,
-                "network": self.network and "network" not in off, "view": self.view and "view" not in off,
-                "private_uid": self.private_uid and "uid" not in off,
-                "allow_weak": self.allow_weak or os.environ.get("GRADER_SANDBOX_ALLOW_WEAK", "") == "1"}
-
-    def blocked(self) -> dict[str, str]:
-        return dict(BLOCKED_IMPORTS if self.blocked_imports is None else self.blocked_imports)
-
-
-def _proc_uids(*, live: bool = False) -> dict[int, int]:
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as fh:
-                    for line in fh:
-                        if live and line.startswith("State:") and line.split()[1] in ("Z", "X"):
-                            break  # a zombie: already dead, waiting for init to reap it
-                        if line.startswith("Uid:"):
-                            out[int(entry)] = int(line.split()[1])
-                            break
-            except OSError:
-                pass
-    return out
-
-
-def processes_of_uid(uid: int) -> list[int]:
-    """Live processes of ``uid`` (killed ones linger as zombies until reaped; they cannot be killed)."""
-    return [pid for pid, u in _proc_uids(live=True).items() if u == uid]
-
-
-def kill_uid(uid: int) -> int:
-    """Kill every process running as ``uid`` (a sandbox uid nothing else uses); returns how many."""
-    killed = 0
-    for _ in range(50):
-        pids = processes_of_uid(uid)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except OSError:
-                pass
-        time.sleep(0.01)
-    return killed
-
 
 _landlock_paths = lru_cache(maxsize=8)(ReadPolicy.landlock_paths)
 _listed_dirs = lru_cache(maxsize=8)(ReadPolicy.listed_dirs)
 
 
-def scrub_paths(text: str, package_dir: Path | None = None) -> str:
-    """``text`` without the grading machine's paths: the submission's own files become relative
-    (``layers.py``), the scratch folder, the grader, the Python installation and the home folder
-    become placeholders. Applied to everything a worker sends that is shown to a student."""
-    if not text or "/" not in text:
-        return text
-    import site
-
-    pairs = []
-    if package_dir is not None:
-        pairs += [(str(package_dir) + "/", ""), (str(package_dir), "assignment"),
-                  (str(package_dir.parent), "<scratch>")]
-    for d in list(getattr(site, "getsitepackages", lambda: [])()) + [sysconfig.get_paths()["purelib"],
-                                                                      sysconfig.get_paths()["stdlib"]]:
-        pairs += [(d + "/", ""), (d, "<python>")]  # a library's file by its import path: scipy/special/...
-    pairs += [(str(HERE.parent), "<grader>"), (str(PROJECT), "<grader>"), (sys.prefix, "<python>"),
-              (sys.base_prefix, "<python>"), (os.path.realpath(sys.prefix), "<python>"),
-              (os.path.expanduser("~"), "~"), (tempfile.gettempdir(), "<tmp>")]
-    for old, new in sorted({p for p in pairs if p[0] and p[0] != "/"}, key=lambda p: -len(p[0])):
-        text = text.replace(old, new)
-    return text
-
-
-class _Channel:
-    """Pipe ends with deadlines: a stuck or hostile worker can never block the parent.
-
-    Reads are buffered (one ``read`` usually brings a whole reply: header and arrays) and the
-    clock is read once per wait, not once per piece: a training step is a round trip, 2,000 of
-    them per submission."""
-
-    def __init__(self, rfd: int, wfd: int, clock=time.monotonic) -> None:
-        self.rfd, self.wfd = rfd, wfd
-        os.set_blocking(wfd, False)
-        os.set_blocking(rfd, False)
-        self.clock = clock  #: deadlines are in this clock's seconds (see grader/sandbox/clock.py)
-        self.deadline = None
-        self._buf = bytearray()
-
-    @property
-    def deadline(self) -> float | None:
-        return self._deadline
-
-    @deadline.setter
-    def deadline(self, value: float | None) -> None:
-        self._deadline = value
-        self._wall_until: float | None = None  # recomputed at the first wait
-
-    def _wait(self, r: list, w: list) -> None:
-        # The clock runs no faster than wall time, so until the wall clock has moved on by what is
-        # left of the deadline it cannot have passed: the (dearer) clock is read only when that
-        # much wall time is gone, and when it ran slower (CPU waits are not charged) we wait on.
-        while True:
-            if self._deadline is None:
-                left = None
-            else:
-                now = time.monotonic()
-                if self._wall_until is None or now >= self._wall_until:
-                    left = self._deadline - self.clock()
-                    if left <= 0:
-                        raise TimeoutError
-                    self._wall_until = now + left
-                left = self._wall_until - now
-            rr, ww, _ = select.select(r, w, [], left)
-            if rr or ww:
-                return
-
-    def _fill(self, want: int) -> bool:
-        """Read what the pipe holds (at least one byte, waiting for it); False at end of stream."""
-        while True:
-            try:
-                b = os.read(self.rfd, max(want, 1 << 16))
-            except BlockingIOError:
-                self._wait([self.rfd], [])
-                continue
-            if not b:
-                return False
-            self._buf += b
-            return True
-
-    def read(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            if not self._fill(min(n - len(self._buf), 1 << 20)):
-                break
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
-
-    def readinto(self, view: memoryview) -> int:
-        if not self._buf:
-            if len(view) >= 1 << 16:  # a large array: straight into its memory
-                while True:
-                    try:
-                        return os.readv(self.rfd, [view[: 1 << 22]])
-                    except BlockingIOError:
-                        self._wait([self.rfd], [])
-            if not self._fill(len(view)):
-                return 0
-        k = min(len(view), len(self._buf))
-        view[:k] = self._buf[:k]
-        del self._buf[:k]
-        return k
-
-    def write(self, data) -> None:
-        view = memoryview(data).cast("B")
-        while view:
-            try:
-                k = os.write(self.wfd, view[: 1 << 20])
-            except BlockingIOError:
-                self._wait([], [self.wfd])
-                continue
-            view = view[k:]
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        for fd in (self.rfd, self.wfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-class SandboxImpl(_Base):
+class SandboxImpl(OracleBase):
     """A submission's two files, run in an isolated worker process (restarted after failures)."""
 
     def __init__(self, package_dir: Path, config: SandboxConfig = SandboxConfig(), label: str = "sandbox") -> None:
@@ -459,13 +63,12 @@ class SandboxImpl(_Base):
         self.root = self.package_dir.parent
         self._generation = 0
         self._proc: subprocess.Popen | None = None
-        self._chan: _Channel | None = None
+        self._chan: Pipe | None = None
         self.restarts = -1
         self.isolation: dict[str, str] = {}
         self.failed_methods: dict[tuple[str, str], dict] = {}
         self.output = bytearray()
         self.answer_seconds = 0.0  #: time spent on answered calls (see SandboxConfig.answer_budget)
-        self.events: list[str] = []
         self._uid: int | None = None
         self._outdir = Path(tempfile.mkdtemp(prefix="bpg-out-"))
         self._prepare_root()
@@ -556,7 +159,7 @@ class SandboxImpl(_Base):
             out.close()
             os.close(req_r)
             os.close(resp_w)
-        self._chan = _Channel(resp_r, req_w, self.clock)
+        self._chan = Pipe(resp_r, req_w, self.clock)
         self.clock.watch(self._proc.pid)
         self._imported = set()
         try:
@@ -658,7 +261,7 @@ class SandboxImpl(_Base):
             status = self._proc.wait(timeout=5) if self._proc else None
             self._kill()
             raise StudentError({"kind": "crash", "type": "WorkerDied", "where": "",
-                                "message": _describe_exit(status)})
+                                "message": describe_exit(status)})
         except Exception as exc:  # ProtocolError, ValueError, RecursionError...: out of step, so killed
             self._kill()
             raise StudentError({"kind": "protocol", "type": "ProtocolError", "where": "",
@@ -722,7 +325,7 @@ class SandboxImpl(_Base):
             raise
         if budgeted:
             self.answer_seconds += self.clock() - t0
-        reply = _checked_reply(reply)
+        reply = checked_reply(reply)
         if not reply.get("ok"):
             err = reply["error"]
             for k in ("message", "where"):
@@ -759,36 +362,6 @@ class SandboxImpl(_Base):
         self.close()
 
 
-def _checked_reply(reply: dict) -> dict:
-    """The reply with its status fields reduced to known types: a forged ``error`` that is not a
-    dict, or a ``steps_done`` that is not a number, must not raise inside the grader."""
-    if reply.get("ok") is True:
-        return reply
-    err = reply.get("error")
-    if not isinstance(err, dict):
-        err = {"type": "ProtocolError", "message": "the worker reported a malformed error", "kind": "protocol"}
-    info: dict = {k: str(err[k])[:2000] for k in ("type", "message", "where", "kind", "import_error") if k in err}
-    info.update({k: err[k] for k in ("not_attempted", "missing") if type(err.get(k)) is bool})
-    info.setdefault("where", "")
-    out = {"ok": False, "error": info}
-    if type(reply.get("steps_done")) is int:
-        out["steps_done"] = reply["steps_done"]
-    return out
-
-
-def _describe_exit(status: int | None) -> str:
-    if status is None:
-        return "the worker process ended without answering"
-    if status < 0:
-        sig = -status
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        why = {"SIGKILL": " (killed: memory or CPU-time limit, or the grader)", "SIGXCPU": " (CPU-time limit)",
-               "SIGSEGV": " (segmentation fault)", "SIGXFSZ": " (file-size limit: too much output?)",
-               "SIGSYS": " (a forbidden system call)"}.get(name, "")
-        return f"the worker process was killed by {name}{why}"
-    return f"the worker process exited with status {status} (sys.exit or os._exit in the submission?)"
-
-
 def preflight(config: SandboxConfig = SandboxConfig()) -> None:
     """Start one worker on an empty package and stop it: raises :class:`SandboxRefused` at once on a
     machine whose isolation the worker refuses (so ``grader grade`` stops with one clear message
@@ -803,3 +376,7 @@ def preflight(config: SandboxConfig = SandboxConfig()) -> None:
             pass  # the worker did not start for another reason: each submission's checks report it
         finally:
             impl.close()
+
+
+__all__ = ["Handle", "LocalImpl", "Oracle", "OracleBase", "Reply", "SWITCHABLE", "SandboxConfig", "SandboxImpl",
+           "SandboxRefused", "StudentError", "classify", "kill_uid", "preflight", "processes_of_uid", "scrub_paths"]

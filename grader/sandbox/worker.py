@@ -14,7 +14,6 @@ import importlib.abc
 import importlib.util
 import os
 import sys
-import time
 import traceback
 import types
 from typing import Any
@@ -47,7 +46,6 @@ BLOCKED_IMPORTS = {
     "paddle": "PaddlePaddle", "mlx": "MLX", "tinygrad": "tinygrad", "micrograd": "micrograd",
     "numdifftools": "numdifftools", "sympy": "SymPy", "casadi": "CasADi",
 }
-MAX_REPLY_BYTES = 256 << 20
 #: Methods whose reply must be a dict of name -> value (the parent checks it before using it).
 DICT_METHODS = ("parameters", "gradients")
 
@@ -183,67 +181,71 @@ class Dispatcher:
         return cls
 
     def handle(self, head: dict, arrays: list[np.ndarray]) -> tuple[dict, list]:
+        """One request: ``new``, ``set``, ``call``, ``import``, ``drop`` or a training op."""
         op = head.get("op")
-        out: list = []
         try:
-            if op == "ping":
-                return {"ok": True}, out
-            if op == "new":
-                args = decode_value(head["args"], arrays)
-                try:
-                    h = self.new(head["cls"], *args)
-                except CallFailed:
-                    raise
-                except BaseException as exc:
-                    raise CallFailed(describe_exception(exc, self.package_dir)) from None
-                return {"ok": True, "h": h}, out
-            if op == "set":
-                value = decode_value(head["value"], arrays)
-                if isinstance(value, NumpyScalar):
-                    value = value.array
-                try:
-                    self.set(head["h"], head["name"], value)
-                except BaseException as exc:
-                    raise CallFailed(describe_exception(exc, self.package_dir)) from None
-                return {"ok": True}, out
-            if op == "attr":
-                try:
-                    v = getattr(self.objects[head["h"]], head["name"])
-                except BaseException as exc:
-                    raise CallFailed(describe_exception(exc, self.package_dir)) from None
-                return {"ok": True, "value": encode_value(v, out)}, out
-            if op == "call":
-                args = decode_value(head["args"], arrays)
-                ro = head.get("readonly") or []
-                for i, flag in enumerate(ro):
-                    if flag and type(args[i]) is np.ndarray:
-                        # A view of immutable bytes: the WRITEABLE flag cannot be turned back on.
-                        args[i] = _frombuffer(args[i].tobytes(), dtype=args[i].dtype).reshape(args[i].shape)
-                # The bytes themselves (ndarray.tobytes and bytes equality cannot be monkeypatched).
-                before = [a.tobytes() if type(a) is np.ndarray else None for a in args] if head.get("echo") else None
-                t0 = time.perf_counter()
-                try:
-                    v = self.call(head["h"], head["method"], *args)
-                except BaseException as exc:
-                    raise CallFailed(describe_exception(exc, self.package_dir)) from None
-                reply = {"ok": True, "value": encode_value(v, out), "seconds": time.perf_counter() - t0}
-                if before is not None:
-                    reply["modified"] = [b is not None and a.tobytes() != b for a, b in zip(args, before)]
-                return reply, out
-            if op == "import":
-                if head.get("module") in STUDENT_MODULES.values():
-                    self._import(head["module"])
-                return {"ok": True}, out
             if op in training.OPS:
                 return self.trainer.handle(op, head)
-            if op == "drop":
-                self.objects.clear()
-                return {"ok": True}, out
+            fn = self._OPS.get(op) if isinstance(op, str) else None
+            if fn is not None:
+                return fn(self, head, arrays)
         except CallFailed as exc:
             return {"ok": False, "error": exc.info}, []
         except ProtocolError as exc:
             return {"ok": False, "error": {"type": "ProtocolError", "message": str(exc), "where": ""}}, []
         return {"ok": False, "error": {"type": "GraderError", "message": f"unknown op {op!r}", "where": ""}}, []
+
+    def _failed(self, exc: BaseException) -> CallFailed:
+        return CallFailed(describe_exception(exc, self.package_dir))
+
+    def _op_new(self, head: dict, arrays: list) -> tuple[dict, list]:
+        args = decode_value(head["args"], arrays)
+        try:
+            h = self.new(head["cls"], *args)
+        except CallFailed:
+            raise
+        except BaseException as exc:
+            raise self._failed(exc) from None
+        return {"ok": True, "h": h}, []
+
+    def _op_set(self, head: dict, arrays: list) -> tuple[dict, list]:
+        value = decode_value(head["value"], arrays)
+        if isinstance(value, NumpyScalar):
+            value = value.array
+        try:
+            self.set(head["h"], head["name"], value)
+        except BaseException as exc:
+            raise self._failed(exc) from None
+        return {"ok": True}, []
+
+    def _op_call(self, head: dict, arrays: list) -> tuple[dict, list]:
+        args = decode_value(head["args"], arrays)
+        for i, flag in enumerate(head.get("readonly") or []):
+            if flag and type(args[i]) is np.ndarray:
+                # A view of immutable bytes: the WRITEABLE flag cannot be turned back on.
+                args[i] = _frombuffer(args[i].tobytes(), dtype=args[i].dtype).reshape(args[i].shape)
+        # The bytes themselves (ndarray.tobytes and bytes equality cannot be monkeypatched).
+        before = [a.tobytes() if type(a) is np.ndarray else None for a in args] if head.get("echo") else None
+        try:
+            v = self.call(head["h"], head["method"], *args)
+        except BaseException as exc:
+            raise self._failed(exc) from None
+        out: list = []
+        reply = {"ok": True, "value": encode_value(v, out)}
+        if before is not None:
+            reply["modified"] = [b is not None and a.tobytes() != b for a, b in zip(args, before)]
+        return reply, out
+
+    def _op_import(self, head: dict, arrays: list) -> tuple[dict, list]:
+        if head.get("module") in STUDENT_MODULES.values():
+            self._import(head["module"])
+        return {"ok": True}, []
+
+    def _op_drop(self, head: dict, arrays: list) -> tuple[dict, list]:
+        self.objects.clear()
+        return {"ok": True}, []
+
+    _OPS = {"new": _op_new, "set": _op_set, "call": _op_call, "import": _op_import, "drop": _op_drop}
 
 
 class _LocalAPI:
