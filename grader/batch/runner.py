@@ -30,7 +30,7 @@ from .. import __version__
 from ..intake import Submission, collect
 from ..intake.discover import STUDENT_FILES, folder_name, student_id
 from ..intake.roster import Match, RosterSpec, load_roster, match as match_roster
-from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist
+from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist, zero_test
 from ..report import render_feedback, render_gradebook, render_summary, write_atomic, write_json
 from ..report.text import clean_name, clean_text, clean_tree, hash_bytes
 from ..scoring import SubmissionResult
@@ -204,7 +204,7 @@ def _finish(out: Path, sub: Submission, r: SubmissionResult, key: str, opts: Gra
     return r
 
 
-def _load_done(out: Path, sub: Submission, key: str | None) -> SubmissionResult | None:
+def load_done(out: Path, sub: Submission, key: str | None) -> SubmissionResult | None:
     """The stored result of ``sub`` if it was graded under ``key`` (None: whatever its key)."""
     d = out / sub.folder
     try:
@@ -266,9 +266,9 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     for sub in subs:
         keys[sub.student] = key = _safe_key(sub, opts)
         if regrade is None:
-            done = _load_done(out, sub, key)
+            done = load_done(out, sub, key)
         else:
-            done = None if regrade(sub) else _load_done(out, sub, None)
+            done = None if regrade(sub) else load_done(out, sub, None)
         if done is not None:
             results[sub.student] = stamp(done, sub, matched)
         else:
@@ -352,8 +352,6 @@ def stamp(r: SubmissionResult, sub: Submission, matched: Match) -> SubmissionRes
 
 def missing_results(matched: Match, planned, taken: set[str]) -> list[SubmissionResult]:
     """A ``missing`` row (every test 0) for each roster student nobody's submission matched."""
-    from ..pipeline import _zero
-
     out, ids = [], set()
     for row in matched.missing:
         sid = student_id(row["id"] or row["name"] or row["email"] or row["lms_id"])
@@ -362,7 +360,7 @@ def missing_results(matched: Match, planned, taken: set[str]) -> list[Submission
             sid, n = f"{base} ({n})", n + 1
         ids.add(sid)
         reason = "no submission was found for this roster student"
-        r = SubmissionResult(sid, "missing", reason, [_zero(p, f"Not graded: {reason}") for p in planned])
+        r = SubmissionResult(sid, "missing", reason, [zero_test(p, f"Not graded: {reason}") for p in planned])
         r.intake = {"folder": folder_name(sid, taken), "source": "", "layout": "roster", "roster": row,
                     "lms_id": row["lms_id"], "late": None}
         out.append(r)
@@ -390,8 +388,6 @@ def _report_progress(progress, done: int, total: int, r: SubmissionResult, skipp
 
 
 def grade_submission_failed(sub: Submission, opts: GradeOptions, reason: str, *, status: str = "error") -> SubmissionResult:
-    from ..pipeline import _zero
-
     planned = plan(opts.rubric, public_only=opts.public_only, mnist=opts.mnist)
-    return SubmissionResult(sub.student, status, reason, [_zero(p, f"Not graded: {reason}") for p in planned],
+    return SubmissionResult(sub.student, status, reason, [zero_test(p, f"Not graded: {reason}") for p in planned],
                             source=sub.path.name)

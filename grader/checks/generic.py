@@ -131,7 +131,7 @@ def _plain_error(s: Run, parts: list[str]) -> StudentError | None:
     return None
 
 
-def _verdict(label: str, results: list, plain: Run, parts: list[str], cls: str) -> CaseResult:
+def verdict(label: str, results: list, plain: Run, parts: list[str], cls: str) -> CaseResult:
     """First failure; else a pass if some part was judged; else why nothing could be judged. A method
     that raised in the plain run fails: no property of it can be shown ("passes when nothing raised")."""
     for r in results:
@@ -190,7 +190,7 @@ def check_read_only(ctx: Context, cases: list[LayerCase], parts: list[str], muta
             res.append(None if base is None else _compare(
                 label, _what(case, p), v, base, cause="modifies_input",
                 detail="differs from the answer for the same, writable, inputs"))
-        out.append(_verdict(label, res, plain, parts, case.cls))
+        out.append(verdict(label, res, plain, parts, case.cls))
         s2 = execute(ctx.student, case, echo=True)
         label2 = case.label + ", inputs unchanged"
         if isinstance(s2.forward, StudentError):
@@ -199,7 +199,7 @@ def check_read_only(ctx: Context, cases: list[LayerCase], parts: list[str], muta
             judged = [CaseResult(label2, True) if usable(part_value(s2, p), scalar_ok=True) is not None else None
                       for p in ["forward"] + [q for q in parts if q != "forward"]]
             out.append(modified_case(label2, s2, f"{case.cls}.forward/backward")
-                       or _verdict(label2, judged, s2, parts, case.cls))
+                       or verdict(label2, judged, s2, parts, case.cls))
     return out
 
 
@@ -232,7 +232,7 @@ def check_twice(ctx: Context, cases: list[LayerCase], parts: list[str], mutants:
                                 detail="the second backward gave a different answer than the first",
                                 named=[("accumulates", 2 * base, "the second backward gave twice the first "
                                         "answer: the gradient was added to, not assigned")]))
-        out.append(_verdict(label, res, s, parts, case.cls))
+        out.append(verdict(label, res, s, parts, case.cls))
     return out
 
 
@@ -260,7 +260,7 @@ def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str],
                                 detail="differs from backward after that forward call alone",
                                 named=[] if stale is None else [("stale_cache", stale, "it is the gradient at the "
                                                                  "first forward's input, not the latest one")]))
-        out.append(_verdict(label, res, plain, parts, case.cls))
+        out.append(verdict(label, res, plain, parts, case.cls))
     return out
 
 
@@ -288,7 +288,7 @@ def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutan
             res.append(_compare(label, _what(case, p), part_value(s, p), c * base, cause="nonlinear_upstream",
                                 detail=f"backward(c * G) is not c times backward(G) for c = {c:.3g}",
                                 named=[(ignore, base, "scaling the upstream gradient did not change it")]))
-        out.append(_verdict(label, res, plain, parts, case.cls))
+        out.append(verdict(label, res, plain, parts, case.cls))
     return out
 
 
@@ -321,7 +321,7 @@ def float32_case(ctx: Context, c32: LayerCase, parts: list[str], label: str) -> 
         res.append(_compare(label, what, v, base, tol=_tol32(r64, r32, p), cause="float32_inaccurate",
                             detail="the float32 result differs from your float64 result on the same values "
                                    "by more than float32 rounding"))
-    return _verdict(label, res, s64, parts, c32.cls)
+    return verdict(label, res, s64, parts, c32.cls)
 
 
 def check_float32(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
@@ -353,7 +353,7 @@ def stability_case(ctx: Context, case: LayerCase, parts: list[str], mutants: Mut
             res.append(CaseResult(case.label, True) if usable(got, scalar_ok=True) is not None else None)
             continue
         res.append(judge_part(ctx, case, s, r, p, mutants, unstable=True))
-    return _verdict(case.label, res, s2, parts, case.cls)
+    return verdict(case.label, res, s2, parts, case.cls)
 
 
 def _tol32(r64: Run, r32: Run, part: str) -> float:

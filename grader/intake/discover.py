@@ -158,16 +158,6 @@ def classify(path: Path) -> tuple[str, str]:
     return "rejected", f"{shown(path.name)} is {what}. Accepted: {ACCEPTED}."
 
 
-def discover(path: str | Path, *, layout: str = "auto", staging: Path | None = None,
-             exclude: tuple[Path, ...] = ()) -> tuple[list[Submission], list[str]]:
-    """The submissions under ``path`` and warnings. See :func:`grader.intake.collect.collect`, which
-    also returns the reconciliation of entries found against submissions."""
-    from .collect import collect
-
-    found = collect(path, layout=layout, staging=staging, exclude=exclude)
-    return found.subs, found.warnings
-
-
 def finalize(items: list[Submission], warnings: list[str]) -> list[Submission]:
     """Unique ids (a duplicate takes its alternative id, then a counter) and a folder for each."""
     by_id: dict[str, list[Submission]] = {}
