@@ -23,6 +23,7 @@ from .checks.mnist import (LOGREG, MLP, NETWORK_CLASSES, MnistRun, Protocol, dat
 from .diagnosis.explain import explain, sanitize
 from .diagnosis.attribution import attribute_mnist
 from .diagnosis.causes import CAUSES
+from .hidden_text import HiddenTextCap
 from .intake import IntakeError, Submission, prepare
 from .sandbox.client import LocalImpl, SandboxConfig, SandboxImpl, StudentError
 from .scoring import Rubric, SubmissionResult, TestResult, load_rubric
@@ -145,67 +146,6 @@ def secret_record(opts: GradeOptions, student: str) -> dict:
     return {"scope": "per-student", "attempt": opts.attempt, "id": sid}
 
 
-#: Characters of student-controlled text (exception types, messages, places) shown per hidden test,
-#: all its cases together. Enough to name an honest error ("ValueError: operands could not be
-#: broadcast together ..."), too little to carry a hidden input out (issue 21: an exception whose
-#: message was the input, base85-encoded, published every hidden case).
-HIDDEN_TEXT_BUDGET = 120
-_GRADER_TEXT_KINDS = ("timeout", "crash", "skipped")  # messages the grader wrote itself
-
-
-class HiddenTextCap:
-    """An oracle implementation whose errors carry at most ``budget`` characters of student text.
-
-    Wraps the student's implementation for one hidden check; everything but the student-controlled
-    fields of a :class:`StudentError` passes through unchanged."""
-
-    def __init__(self, impl, budget: int = HIDDEN_TEXT_BUDGET) -> None:
-        self._impl = impl
-        self._left = budget
-
-    def __getattr__(self, name):
-        return getattr(self._impl, name)
-
-    def _cap(self, exc: StudentError) -> StudentError:
-        if exc.kind in ("missing", "not_attempted") or (
-                exc.kind == "import" and exc.info.get("type") in ("SyntaxError", "IndentationError", "TabError")):
-            # the parser's message quotes the submitted file, which the worker cannot write: nothing
-            # hidden can be in it (an ImportError raised by the code itself stays capped)
-            return exc
-        info = dict(exc.info)
-        fields = ("type",) + (() if exc.kind in _GRADER_TEXT_KINDS else ("message",)) + ("where",)
-        for k in fields:
-            v = str(info.get(k, "") or "")
-            if not self._left:
-                v = {"type": "...", "message": "[not shown for a hidden case]"}.get(k, "")
-            elif len(v) > self._left:
-                v = v[: self._left] + ("..." if k == "type" else " ...[rest not shown for a hidden case]")
-            self._left = max(self._left - len(v), 0)
-            info[k] = v
-        return StudentError(info)
-
-    def _through(self, fn, *args, **kw):
-        try:
-            return fn(*args, **kw)
-        except StudentError as exc:
-            raise self._cap(exc) from None
-
-    def new(self, *a, **kw):
-        return self._through(self._impl.new, *a, **kw)
-
-    def set(self, *a, **kw):
-        return self._through(self._impl.set, *a, **kw)
-
-    def attr(self, *a, **kw):
-        return self._through(self._impl.attr, *a, **kw)
-
-    def call(self, *a, **kw):
-        return self._through(self._impl.call, *a, **kw)
-
-    def call_ex(self, *a, **kw):
-        return self._through(self._impl.call_ex, *a, **kw)
-
-
 def zero_test(p: Planned, output: str, cause: str | None = None, *, detail: str = "") -> TestResult:
     """The planned test ``p`` scored 0 with feedback ``output`` (not graded, or failed as a whole).
 
@@ -325,6 +265,47 @@ def _budget_record(impl, opts: GradeOptions, t0: float) -> dict:
             "exhausted": bool(getattr(impl, "budget_exhausted", False))}
 
 
+def _open_impl(package_dir: Path, opts: GradeOptions):
+    """The student's implementation: a sandbox worker (started now, so that its start-up is timed
+    on its own, and drawing on the submission's time budget) or, unsandboxed, in-process."""
+    if not opts.sandbox:
+        return LocalImpl.from_package_dir(package_dir)
+    cfg = opts.sandbox_config
+    if cfg.blocked_imports is None:  # the rubric's import policy
+        cfg = dataclasses.replace(cfg, blocked_imports=opts.rubric.blocked_imports)
+    impl = SandboxImpl(package_dir, cfg)
+    impl.set_budget(opts.time_budget)  # every request from now on draws from it
+    try:
+        impl._start()  # no public start in grader/sandbox/client.py yet (issue 17: listed, not edited)
+    except StudentError:
+        pass  # recorded by the checks: each of them meets the same failure and names it
+    except BaseException:  # the grader's own failure: no worker left behind
+        _close_quietly(impl)
+        raise
+    return impl
+
+
+def _close_quietly(impl) -> None:
+    try:
+        impl.close()
+    except Exception:
+        pass
+
+
+def _grader_failed(result: SubmissionResult, planned: list[Planned], exc: Exception) -> SubmissionResult:
+    """Status ``infra``: the grader's own failure; every planned test not scored yet is listed at 0."""
+    result.status = "infra"
+    result.reason = (f"the grader itself failed ({type(exc).__name__}: {str(exc)[:200]}); this is not a "
+                     "verdict on the submission, and a resumed run grades it again")
+    result.grader_trace = traceback.format_exc(limit=8)[-4000:]
+    done = {(x.check, x.visibility) for x in result.tests}
+    result.tests = [zero_test(p, "Not graded: the grader itself failed; it will be graded again")
+                    for p in planned if (p.check, p.visibility) not in done] + list(result.tests)
+    order = {(p.check, p.visibility): i for i, p in enumerate(planned)}
+    result.tests.sort(key=lambda x: order.get((x.check, x.visibility), 0))
+    return result
+
+
 def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
     """Grade one submission. Never raises; the result always holds every planned test.
 
@@ -350,18 +331,7 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
         result.timings["intake"] = round(time.perf_counter() - t, 4)
 
         t = time.perf_counter()
-        if opts.sandbox:
-            cfg = opts.sandbox_config
-            if cfg.blocked_imports is None:  # the rubric's import policy
-                cfg = dataclasses.replace(cfg, blocked_imports=rubric.blocked_imports)
-            impl = SandboxImpl(prepared.package_dir, cfg)
-            impl.set_budget(opts.time_budget)  # every request from now on draws from it
-            try:
-                impl._start()  # now, so that worker start-up is timed on its own
-            except StudentError:
-                pass  # recorded by the checks: each of them meets the same failure and names it
-        else:
-            impl = LocalImpl.from_package_dir(prepared.package_dir)
+        impl = _open_impl(prepared.package_dir, opts)
         result.isolation = dict(impl.isolation)
         result.timings["worker_start"] = round(time.perf_counter() - t, 4)
 
@@ -372,21 +342,9 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
             result.isolation = dict(impl.isolation) or result.isolation
         return result
     except Exception as exc:  # MemoryError included: the grader's own failure, never the student's 0
-        result.status = "infra"
-        result.reason = (f"the grader itself failed ({type(exc).__name__}: {str(exc)[:200]}); this is not a "
-                         "verdict on the submission, and a resumed run grades it again")
-        result.grader_trace = traceback.format_exc(limit=8)[-4000:]
-        done = {(x.check, x.visibility) for x in result.tests}
-        result.tests = [zero_test(p, "Not graded: the grader itself failed; it will be graded again")
-                        for p in planned if (p.check, p.visibility) not in done] + list(result.tests)
-        order = {(p.check, p.visibility): i for i, p in enumerate(planned)}
-        result.tests.sort(key=lambda x: order.get((x.check, x.visibility), 0))
-        return result
+        return _grader_failed(result, planned, exc)
     finally:
         if impl is not None:
             result.budget = _budget_record(impl, opts, t_budget) if opts.sandbox else {}
-            try:
-                impl.close()
-            except Exception:
-                pass
+            _close_quietly(impl)
         shutil.rmtree(scratch, ignore_errors=True)

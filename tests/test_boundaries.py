@@ -24,9 +24,11 @@ import boundary_attacks as A
 from conftest import ROOT, make_submission
 from grader.batch import grade_batch
 from grader.batch.executor import run_isolated
-from grader.batch.runner import clean_result, job_key, load_done, write_student
+from grader.batch.keys import job_key
+from grader.batch.runner import clean_result, load_done, write_student
 from grader.intake import discover
-from grader.pipeline import HIDDEN_TEXT_BUDGET, GradeOptions, HiddenTextCap, hidden_secret
+from grader.hidden_text import HIDDEN_TEXT_BUDGET, HiddenTextCap
+from grader.pipeline import GradeOptions, hidden_secret
 from grader.report.text import clean_name, clean_text, clean_tree
 from grader.sandbox.client import StudentError
 from grader.scoring import SubmissionResult, TestResult

@@ -57,7 +57,8 @@ def _ids(args) -> set[str] | None:
 
 
 def _selection(args, ctx: Context, opts) -> None:
-    from ..batch.runner import fingerprint, job_key, load_done
+    from ..batch.keys import fingerprint, job_key
+    from ..batch.runner import load_done
     from .late import did_you_mean
 
     known = {s.student for s in ctx.subs}
@@ -113,7 +114,7 @@ def prepare(args, out: Path, opts) -> Context:
 
 def finish(ctx: Context, outcome, opts) -> list[str]:
     """History line, then the gradebook, feedback.md and results.json assembled from the records."""
-    from ..batch.runner import fingerprint
+    from ..batch.keys import fingerprint
     from ..report import render_feedback, render_gradebook, write_atomic, write_json
 
     results = outcome.results

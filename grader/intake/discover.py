@@ -114,12 +114,6 @@ def folder_name(student: str, taken: set[str]) -> str:
     return name
 
 
-def safe_id(name: str) -> str:
-    """Kept for callers of the old API: a filesystem-safe name for ``name``. It is never an id any
-    more (it turned ``Иванов_Иван`` into ``student``): ids come from :func:`student_id`."""
-    return folder_name(student_id(name), set())
-
-
 def is_submission_dir(path: Path) -> bool:
     return any((path / f).exists() or (path / "assignment" / f).exists() for f in STUDENT_FILES)
 
