@@ -199,7 +199,7 @@ def _first_detail(tests: list[TestResult], causes: tuple[str, ...]) -> str:
     return ""
 
 
-def _status(tests: list[TestResult]) -> tuple[str, str]:
+def row_status(tests: list[TestResult]) -> tuple[str, str]:
     """Status and reason from the tests' causes and details (fields, never their rendered output)."""
     causes = [c for t in tests for c in t.causes]
     if "grader_error" in causes:
@@ -252,7 +252,7 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
         tests[(p.check, p.visibility)] = _score_mnist(p, run, ref_stats, rubric)
     result.tests = [tests[(p.check, p.visibility)] for p in planned]
     attribute_mnist(result)  # a failing MNIST test names the component checks' cause (issue 15)
-    result.status, result.reason = _status(result.tests)
+    result.status, result.reason = row_status(result.tests)
     return result
 
 

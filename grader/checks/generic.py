@@ -216,22 +216,26 @@ def _read_only_error(label: str, err: StudentError, plain, what: str) -> CaseRes
                       "into an argument)")
 
 
+def _per_part(parts: list[str], run: Run, judge) -> list:
+    """``judge(part, value)`` for each part whose value in ``run`` is usable; None for the others."""
+    out = []
+    for p in parts:
+        base = usable(part_value(run, p), scalar_ok=True)
+        out.append(None if base is None else judge(p, base))
+    return out
+
+
 def check_twice(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
     """backward called twice after one forward gives the same result and gradients as the first call."""
     out = []
     for case in cases:
         s = execute(ctx.student, case, twice=True)
         label = case.label + ", second backward"
-        res = []
-        for p in parts:
-            base = usable(part_value(s, p), scalar_ok=True)
-            if base is None:
-                res.append(None)
-                continue
-            res.append(_compare(label, _what(case, p), part_value(s, p, second=True), base, cause="mutates_cache",
-                                detail="the second backward gave a different answer than the first",
-                                named=[("accumulates", 2 * base, "the second backward gave twice the first "
-                                        "answer: the gradient was added to, not assigned")]))
+        res = _per_part(parts, s, lambda p, base: _compare(
+            label, _what(case, p), part_value(s, p, second=True), base, cause="mutates_cache",
+            detail="the second backward gave a different answer than the first",
+            named=[("accumulates", 2 * base, "the second backward gave twice the first answer: the gradient was "
+                    "added to, not assigned")]))
         out.append(verdict(label, res, s, parts, case.cls))
     return out
 
@@ -249,18 +253,14 @@ def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str],
             continue
         s = execute(ctx.student, case, forwards=(earlier,))
         old = execute(ctx.student, replace(case, inputs=earlier))
-        res = []
-        for p in parts:
-            base = usable(part_value(plain, p), scalar_ok=True)
-            if base is None:
-                res.append(None)
-                continue
+        def judge(p, base):
             stale = usable(part_value(old, p), scalar_ok=True)
-            res.append(_compare(label, _what(case, p), part_value(s, p), base, cause="stale_cache",
-                                detail="differs from backward after that forward call alone",
-                                named=[] if stale is None else [("stale_cache", stale, "it is the gradient at the "
-                                                                 "first forward's input, not the latest one")]))
-        out.append(verdict(label, res, plain, parts, case.cls))
+            return _compare(label, _what(case, p), part_value(s, p), base, cause="stale_cache",
+                            detail="differs from backward after that forward call alone",
+                            named=[] if stale is None else [("stale_cache", stale, "it is the gradient at the "
+                                                             "first forward's input, not the latest one")])
+
+        out.append(verdict(label, _per_part(parts, plain, judge), plain, parts, case.cls))
     return out
 
 
@@ -279,15 +279,10 @@ def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutan
             continue
         s = execute(ctx.student, case.with_upstream(up))
         ignore = "upstream_scale_ignored" if case.loss else "ignores_upstream"
-        res = []
-        for p in parts:
-            base = usable(part_value(plain, p), scalar_ok=True)
-            if base is None:
-                res.append(None)
-                continue
-            res.append(_compare(label, _what(case, p), part_value(s, p), c * base, cause="nonlinear_upstream",
-                                detail=f"backward(c * G) is not c times backward(G) for c = {c:.3g}",
-                                named=[(ignore, base, "scaling the upstream gradient did not change it")]))
+        res = _per_part(parts, plain, lambda p, base: _compare(
+            label, _what(case, p), part_value(s, p), c * base, cause="nonlinear_upstream",
+            detail=f"backward(c * G) is not c times backward(G) for c = {c:.3g}",
+            named=[(ignore, base, "scaling the upstream gradient did not change it")]))
         out.append(verdict(label, res, plain, parts, case.cls))
     return out
 
