@@ -344,10 +344,10 @@ def _floor(kind: str) -> float:
 
     from grader.checks.base import seed_for
     from grader.checks.mnist import LOGREG, MLP, _order, initial_params
-    from grader.pipeline import _datasets
+    from grader.pipeline import mnist_data
 
     p = MLP if kind == "mlp" else LOGREG
-    d = _datasets(None)[kind]
+    d = mnist_data(None)[kind]
     rng = seed_for(SECRET, p.component)
     params = initial_params(p, rng)
     order = _order(p, len(d.X_train), rng)
@@ -380,13 +380,13 @@ def bench_mnist(work: Path, repeat: int) -> dict:
 
     from grader.checks.mnist import MLP
     from grader.intake import Submission, prepare
-    from grader.pipeline import _datasets, reference_mnist
+    from grader.pipeline import mnist_data, reference_mnist
     from grader.sandbox.client import LocalImpl, SandboxConfig, SandboxImpl
     from grader.checks.mnist import train_and_score
 
     sub_dir = build_single(work / "mnist")
     ref = reference_mnist(SECRET)["MNIST-MLP"]
-    data = _datasets(None)["mlp"]
+    data = mnist_data(None)["mlp"]
     wall = {True: [], False: []}
     cpu = {True: [], False: []}
     floors = []

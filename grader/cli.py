@@ -10,41 +10,11 @@ import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from . import __version__
 
 EXIT_OK, EXIT_FAIL_UNDER, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-def _progress_printer(enabled: bool, total_hint: int = 0):
-    if not enabled:
-        return None
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = {"b": None}
-
-        def progress(done, total, r, skipped):
-            if bar["b"] is None:
-                bar["b"] = tqdm(total=total, unit="sub", file=sys.stderr, dynamic_ncols=True)
-            bar["b"].update(1)
-            bar["b"].set_postfix_str(f"{r.student[:20]} {r.score:g}{' (cached)' if skipped else ''}")
-            if done == total:
-                bar["b"].close()
-
-        return progress
-    start = time.monotonic()
-
-    def progress(done, total, r, skipped):
-        el = time.monotonic() - start
-        rate = done / el * 60 if el > 0 else 0.0
-        eta = (total - done) / (done / el) if done and el > 0 else 0.0
-        print(f"[{done}/{total}] {r.student}: {r.score:g}/{r.max_score:g} {r.status}"
-              f"{' (already graded)' if skipped else ''} | {rate:.0f}/min, ETA {eta:.0f} s", file=sys.stderr, flush=True)
-
-    return progress
 
 
 def _emit(results, fmt: str, out: Path | None) -> None:
@@ -77,54 +47,58 @@ def _emit(results, fmt: str, out: Path | None) -> None:
             print(line)
 
 
-def cmd_grade(args) -> int:
-    from .batch import grade_batch
+def _grade_options(args, out: Path):
+    """The run's options and where its secret came from; a bad combination raises ``UsageError``
+    before anything is graded."""
+    from .batch.runner import resolve_secret
     from .intake import UsageError
     from .pipeline import GradeOptions
-    from .batch.runner import resolve_secret
     from .scoring.rubric import RubricError, load_rubric
 
     if args.no_sandbox and not args.force_unsafe:
-        print("error: --no-sandbox runs submissions inside the grader process with no isolation. It is meant "
-              "for the instructor's own trusted code (the reference, benchmarks); add --force-unsafe if that "
-              "is what you are grading.", file=sys.stderr)
-        return EXIT_USAGE
-    out = Path(args.out)
+        raise UsageError("--no-sandbox runs submissions inside the grader process with no isolation. It is meant "
+                         "for the instructor's own trusted code (the reference, benchmarks); add --force-unsafe if "
+                         "that is what you are grading.")
     try:
         load_rubric(args.rubric)
     except RubricError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     secret, origin = resolve_secret(out, args.secret)
     opts = GradeOptions(secret=secret, rubric_path=args.rubric, public_only=args.public_only,
                         sandbox=not args.no_sandbox, mnist=not args.no_mnist, time_budget=args.time_budget,
                         per_student_secret=args.per_student_secret, attempt=args.attempt or "")
     if args.time_budget <= 0 or (args.attempt and not args.per_student_secret):
-        print("error: --time-budget must be positive, and --attempt needs --per-student-secret", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("--time-budget must be positive, and --attempt needs --per-student-secret")
     if opts.sandbox:
         from .sandbox.client import SandboxRefused, preflight
 
         try:
             preflight(opts.sandbox_config)
         except SandboxRefused as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    from .instructor.run import InstructorError, finish, prepare
+            raise UsageError(str(exc)) from None
+    return opts, origin
 
-    try:  # overrides, late policy, --only: refused before anything is graded (issue 19)
-        ctx = prepare(args, out, opts)
+
+def cmd_grade(args) -> int:
+    from .batch import grade_batch
+    from .batch.progress import progress_printer
+    from .instructor.run import InstructorError, finish, prepare
+    from .intake import UsageError
+
+    out = Path(args.out)
+    try:
+        opts, origin = _grade_options(args, out)
+        ctx = prepare(args, out, opts)  # overrides, late policy, --only: refused before grading (issue 19)
     except (InstructorError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not args.quiet:
         print(f"grader {__version__}: secret {origin}; writing to {out}", file=sys.stderr)
-    roster = _roster_spec(args)
     try:
         with _scale_options(args) as (executor, shard):
             outcome = grade_batch(args.submissions, out, opts, jobs=args.jobs, executor=executor, shard=shard,
-                                  progress=_progress_printer(not args.quiet), layout=args.layout, roster=roster,
-                                  regrade=ctx.regrade)
+                                  progress=progress_printer(not args.quiet), layout=args.layout,
+                                  roster=_roster_spec(args), regrade=ctx.regrade)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -133,6 +107,17 @@ def cmd_grade(args) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     outcome.warnings.extend(finish(ctx, outcome, opts))
+    _announce(outcome, args, out)
+    if args.fail_under is not None:
+        low = [r for r in outcome.results if r.score < args.fail_under]
+        if low:
+            print(f"fail-under {args.fail_under:g}: {len(low)} submission(s) below", file=sys.stderr)
+            return EXIT_FAIL_UNDER
+    return EXIT_OK
+
+
+def _announce(outcome, args, out: Path) -> None:
+    """Warnings, the console format, the exports and the reconciliation of a finished run."""
     for w in outcome.warnings:
         print(f"warning: {w}", file=sys.stderr)
     _emit(outcome.results, args.format, out)
@@ -141,12 +126,6 @@ def cmd_grade(args) -> int:
     if not args.quiet:
         print(f"wrote {out / 'gradebook.csv'}, {out / 'summary.md'}, {out / 'run.json'} and one folder per "
               f"student ({len(outcome.results)} submissions, {outcome.skipped} already graded)", file=sys.stderr)
-    if args.fail_under is not None:
-        low = [r for r in outcome.results if r.score < args.fail_under]
-        if low:
-            print(f"fail-under {args.fail_under:g}: {len(low)} submission(s) below", file=sys.stderr)
-            return EXIT_FAIL_UNDER
-    return EXIT_OK
 
 
 def _roster_spec(args):

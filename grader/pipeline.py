@@ -23,6 +23,7 @@ from .checks.mnist import (LOGREG, MLP, NETWORK_CLASSES, MnistRun, Protocol, dat
 from .diagnosis.explain import explain, sanitize
 from .diagnosis.attribution import attribute_mnist
 from .diagnosis.causes import CAUSES
+from .hidden_text import HiddenTextCap
 from .intake import IntakeError, Submission, prepare
 from .sandbox.client import LocalImpl, SandboxConfig, SandboxImpl, StudentError
 from .scoring import Rubric, SubmissionResult, TestResult, load_rubric
@@ -76,7 +77,8 @@ def reference_impl() -> LocalImpl:
 
 
 @lru_cache(maxsize=2)
-def _datasets(root):
+def mnist_data(root):
+    """The MNIST training and test sets of each protocol kind (``datasets``), loaded once per process."""
     return datasets(root)
 
 
@@ -90,7 +92,7 @@ def reference_mnist(secret: str, data_root: str | None = None) -> dict:
         with reference_cache(secret, p, data_root) as cache:
             if cache.value is None:
                 with threadpool_limits(1):  # the same single BLAS thread as a worker, and deterministic sums
-                    run = train_and_score(reference_impl(), p, _datasets(data_root)[p.kind], secret=secret)
+                    run = train_and_score(reference_impl(), p, mnist_data(data_root)[p.kind], secret=secret)
                 if run.error is not None:
                     raise RuntimeError(f"the reference failed its own {comp} test: {run.error}")
                 cache.value = {"accuracy": run.accuracy, "seconds": round(run.seconds, 3),
@@ -144,76 +146,25 @@ def secret_record(opts: GradeOptions, student: str) -> dict:
     return {"scope": "per-student", "attempt": opts.attempt, "id": sid}
 
 
-#: Characters of student-controlled text (exception types, messages, places) shown per hidden test,
-#: all its cases together. Enough to name an honest error ("ValueError: operands could not be
-#: broadcast together ..."), too little to carry a hidden input out (issue 21: an exception whose
-#: message was the input, base85-encoded, published every hidden case).
-HIDDEN_TEXT_BUDGET = 120
-_GRADER_TEXT_KINDS = ("timeout", "crash", "skipped")  # messages the grader wrote itself
+def zero_test(p: Planned, output: str, cause: str | None = None, *, detail: str = "") -> TestResult:
+    """The planned test ``p`` scored 0 with feedback ``output`` (not graded, or failed as a whole).
 
-
-class HiddenTextCap:
-    """An oracle implementation whose errors carry at most ``budget`` characters of student text.
-
-    Wraps the student's implementation for one hidden check; everything but the student-controlled
-    fields of a :class:`StudentError` passes through unchanged."""
-
-    def __init__(self, impl, budget: int = HIDDEN_TEXT_BUDGET) -> None:
-        self._impl = impl
-        self._left = budget
-
-    def __getattr__(self, name):
-        return getattr(self._impl, name)
-
-    def _cap(self, exc: StudentError) -> StudentError:
-        if exc.kind in ("missing", "not_attempted") or (
-                exc.kind == "import" and exc.info.get("type") in ("SyntaxError", "IndentationError", "TabError")):
-            # the parser's message quotes the submitted file, which the worker cannot write: nothing
-            # hidden can be in it (an ImportError raised by the code itself stays capped)
-            return exc
-        info = dict(exc.info)
-        fields = ("type",) + (() if exc.kind in _GRADER_TEXT_KINDS else ("message",)) + ("where",)
-        for k in fields:
-            v = str(info.get(k, "") or "")
-            if not self._left:
-                v = {"type": "...", "message": "[not shown for a hidden case]"}.get(k, "")
-            elif len(v) > self._left:
-                v = v[: self._left] + ("..." if k == "type" else " ...[rest not shown for a hidden case]")
-            self._left = max(self._left - len(v), 0)
-            info[k] = v
-        return StudentError(info)
-
-    def _through(self, fn, *args, **kw):
-        try:
-            return fn(*args, **kw)
-        except StudentError as exc:
-            raise self._cap(exc) from None
-
-    def new(self, *a, **kw):
-        return self._through(self._impl.new, *a, **kw)
-
-    def set(self, *a, **kw):
-        return self._through(self._impl.set, *a, **kw)
-
-    def attr(self, *a, **kw):
-        return self._through(self._impl.attr, *a, **kw)
-
-    def call(self, *a, **kw):
-        return self._through(self._impl.call, *a, **kw)
-
-    def call_ex(self, *a, **kw):
-        return self._through(self._impl.call_ex, *a, **kw)
-
-
-def _zero(p: Planned, output: str, cause: str | None = None) -> TestResult:
+    Used by every stage that must still give a row its full list of tests (intake refusals, the
+    batch's infra and roster rows, the Gradescope bundle's fallback)."""
     return TestResult(p.name, p.component, p.check, p.visibility, 0.0, p.max_score, output,
-                      (cause,) if cause else ())
+                      (cause,) if cause else (), detail=detail)
 
 
-def _score_check(p: Planned, res: CheckResult, rubric: Rubric) -> TestResult:
+_zero = zero_test  # the Gradescope bundle's fallback script (grader/release.py) imports this name
+
+
+def score_check(p: Planned, res: CheckResult, rubric: Rubric) -> TestResult:
+    """The planned test ``p`` scored from a check's result under the rubric (also ``grader check``)."""
     frac = res.fraction if rubric.partial_credit else float(res.passed)
+    first = next((c for c in res.cases if not c.ok), None)
     return TestResult(p.name, p.component, p.check, p.visibility, round(p.max_score * frac, 4), p.max_score,
-                      explain(res), tuple(res.causes), res.not_attempted)
+                      explain(res), tuple(res.causes), res.not_attempted,
+                      detail=sanitize(first.detail, 300, one_line=True) if first else "")
 
 
 def _score_mnist(p: Planned, run: MnistRun, ref: dict, rubric: Rubric) -> TestResult:
@@ -225,8 +176,8 @@ def _score_mnist(p: Planned, run: MnistRun, ref: dict, rubric: Rubric) -> TestRe
         c = run.error
         title = CAUSES[c.cause].title if c.cause in CAUSES else c.cause
         hint = CAUSES[c.cause].hint if c.cause in CAUSES else ""
-        text = f"{title}: {sanitize(c.detail, 600, one_line=True)}\nWhat to try: {hint}\n{desc}"
-        return _zero(p, text, c.cause)
+        what = f"{title}: {sanitize(c.detail, 600, one_line=True)}"
+        return zero_test(p, f"{what}\nWhat to try: {hint}\n{desc}", c.cause, detail=what)
     frac = rule.fraction(run.accuracy, ref["accuracy"], proto.chance)
     text = (f"Test accuracy {run.accuracy:.4f} (the reference reaches {ref['accuracy']:.4f} under the same "
             f"protocol; full marks within {rule.full_within:g}). {desc}")
@@ -241,24 +192,22 @@ def _score_mnist(p: Planned, run: MnistRun, ref: dict, rubric: Rubric) -> TestRe
 
 
 def _first_detail(tests: list[TestResult], causes: tuple[str, ...]) -> str:
-    """The first affected test and the first line of what it says: the reason a row shows."""
+    """The first affected test and what its first failing case says: the reason a row shows."""
     for t in tests:
         if any(c in causes for c in t.causes):
-            lines = [ln.strip("- ") for ln in t.output.splitlines() if ln.strip()]
-            line = next((ln for ln in lines[1:] if not ln.startswith(("What to try", "Protocol:"))), lines[0] if lines else "")
-            return f"{t.name}: {line}"[:300]
+            return f"{t.name}: {t.detail}"[:300]
     return ""
 
 
-def _status(tests: list[TestResult]) -> tuple[str, str]:
+def row_status(tests: list[TestResult]) -> tuple[str, str]:
+    """Status and reason from the tests' causes and details (fields, never their rendered output)."""
     causes = [c for t in tests for c in t.causes]
     if "grader_error" in causes:
         return "infra", ("the grader itself failed in a check (not a verdict on the submission; a resumed "
                          "run grades it again): " + _first_detail(tests, ("grader_error",)))[:400]
     if "import_error" in causes:
-        lines = [ln for t in tests for ln in t.output.splitlines() if "could not be imported" in ln]
-        first = lines[0].split(": import", 1)[0] if lines else ""
-        return "error", (first.split(". ", 1)[-1] if first else "a student file could not be imported")[:300]
+        first = next((t.detail for t in tests if t.causes[:1] == ("import_error",) and t.detail), "")
+        return "error", (first or "a student file could not be imported")[:300]
     if "timeout" in causes or "too_slow" in causes:
         return "timeout", ("some calls took too long or never returned; first: "
                            + _first_detail(tests, ("timeout", "too_slow")))[:400]
@@ -281,7 +230,7 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
             hidden = p.visibility != "public"
             res = run_check(REGISTRY[p.check], HiddenTextCap(impl) if hidden else impl, ref,
                             secret=secret if hidden else None)
-            tests[(p.check, p.visibility)] = _score_check(p, res, rubric)
+            tests[(p.check, p.visibility)] = score_check(p, res, rubric)
     result.timings["checks"] = round(time.perf_counter() - t, 4)
     for p in planned:
         if p.check not in PROTOCOLS:
@@ -290,7 +239,7 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
         proto = PROTOCOLS[p.check]
         ref_stats = opts.reference_mnist.get(p.check) or reference_mnist(opts.secret, opts.data_root)[p.check]
         budget = max(proto.min_budget, proto.time_factor * ref_stats["seconds"])
-        run = train_and_score(impl, proto, _datasets(opts.data_root)[proto.kind], secret=opts.secret, budget=budget,
+        run = train_and_score(impl, proto, mnist_data(opts.data_root)[proto.kind], secret=opts.secret, budget=budget,
                               reference=ref_stats)
         if run.error is not None and getattr(impl, "budget_exhausted", False) and run.error.cause in ("too_slow", "timeout"):
             run.error.cause = "timeout"
@@ -303,7 +252,7 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
         tests[(p.check, p.visibility)] = _score_mnist(p, run, ref_stats, rubric)
     result.tests = [tests[(p.check, p.visibility)] for p in planned]
     attribute_mnist(result)  # a failing MNIST test names the component checks' cause (issue 15)
-    result.status, result.reason = _status(result.tests)
+    result.status, result.reason = row_status(result.tests)
     return result
 
 
@@ -314,6 +263,47 @@ def _budget_record(impl, opts: GradeOptions, t0: float) -> dict:
     used = clock() if callable(clock) else wall
     return {"seconds": opts.time_budget, "used": round(used, 2), "wall": round(wall, 2),
             "exhausted": bool(getattr(impl, "budget_exhausted", False))}
+
+
+def _open_impl(package_dir: Path, opts: GradeOptions):
+    """The student's implementation: a sandbox worker (started now, so that its start-up is timed
+    on its own, and drawing on the submission's time budget) or, unsandboxed, in-process."""
+    if not opts.sandbox:
+        return LocalImpl.from_package_dir(package_dir)
+    cfg = opts.sandbox_config
+    if cfg.blocked_imports is None:  # the rubric's import policy
+        cfg = dataclasses.replace(cfg, blocked_imports=opts.rubric.blocked_imports)
+    impl = SandboxImpl(package_dir, cfg)
+    impl.set_budget(opts.time_budget)  # every request from now on draws from it
+    try:
+        impl._start()  # no public start in grader/sandbox/client.py yet (issue 17: listed, not edited)
+    except StudentError:
+        pass  # recorded by the checks: each of them meets the same failure and names it
+    except BaseException:  # the grader's own failure: no worker left behind
+        _close_quietly(impl)
+        raise
+    return impl
+
+
+def _close_quietly(impl) -> None:
+    try:
+        impl.close()
+    except Exception:
+        pass
+
+
+def _grader_failed(result: SubmissionResult, planned: list[Planned], exc: Exception) -> SubmissionResult:
+    """Status ``infra``: the grader's own failure; every planned test not scored yet is listed at 0."""
+    result.status = "infra"
+    result.reason = (f"the grader itself failed ({type(exc).__name__}: {str(exc)[:200]}); this is not a "
+                     "verdict on the submission, and a resumed run grades it again")
+    result.grader_trace = traceback.format_exc(limit=8)[-4000:]
+    done = {(x.check, x.visibility) for x in result.tests}
+    result.tests = [zero_test(p, "Not graded: the grader itself failed; it will be graded again")
+                    for p in planned if (p.check, p.visibility) not in done] + list(result.tests)
+    order = {(p.check, p.visibility): i for i, p in enumerate(planned)}
+    result.tests.sort(key=lambda x: order.get((x.check, x.visibility), 0))
+    return result
 
 
 def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
@@ -334,25 +324,14 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
             prepared = prepare(sub, scratch)
         except IntakeError as exc:
             result.status, result.reason = "rejected", str(exc)
-            result.tests = [_zero(p, f"Not graded: {exc}") for p in planned]
+            result.tests = [zero_test(p, f"Not graded: {exc}") for p in planned]
             return result
         result.digest = prepared.digest
         result.notes += prepared.notes + list(prepared.problems.values())
         result.timings["intake"] = round(time.perf_counter() - t, 4)
 
         t = time.perf_counter()
-        if opts.sandbox:
-            cfg = opts.sandbox_config
-            if cfg.blocked_imports is None:  # the rubric's import policy
-                cfg = dataclasses.replace(cfg, blocked_imports=rubric.blocked_imports)
-            impl = SandboxImpl(prepared.package_dir, cfg)
-            impl.set_budget(opts.time_budget)  # every request from now on draws from it
-            try:
-                impl._start()  # now, so that worker start-up is timed on its own
-            except StudentError:
-                pass  # recorded by the checks: each of them meets the same failure and names it
-        else:
-            impl = LocalImpl.from_package_dir(prepared.package_dir)
+        impl = _open_impl(prepared.package_dir, opts)
         result.isolation = dict(impl.isolation)
         result.timings["worker_start"] = round(time.perf_counter() - t, 4)
 
@@ -363,21 +342,9 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
             result.isolation = dict(impl.isolation) or result.isolation
         return result
     except Exception as exc:  # MemoryError included: the grader's own failure, never the student's 0
-        result.status = "infra"
-        result.reason = (f"the grader itself failed ({type(exc).__name__}: {str(exc)[:200]}); this is not a "
-                         "verdict on the submission, and a resumed run grades it again")
-        result.grader_trace = traceback.format_exc(limit=8)[-4000:]
-        done = {(x.check, x.visibility) for x in result.tests}
-        result.tests = [_zero(p, "Not graded: the grader itself failed; it will be graded again")
-                        for p in planned if (p.check, p.visibility) not in done] + list(result.tests)
-        order = {(p.check, p.visibility): i for i, p in enumerate(planned)}
-        result.tests.sort(key=lambda x: order.get((x.check, x.visibility), 0))
-        return result
+        return _grader_failed(result, planned, exc)
     finally:
         if impl is not None:
             result.budget = _budget_record(impl, opts, t_budget) if opts.sandbox else {}
-            try:
-                impl.close()
-            except Exception:
-                pass
+            _close_quietly(impl)
         shutil.rmtree(scratch, ignore_errors=True)

@@ -101,11 +101,11 @@ def check_path(path: str | None, *, component: str | None = None, fmt: str = "te
     results = run_public(folder, component)
     if fmt in ("github", "classroom"):
         from .report import github_annotations, github_summary
-        from .pipeline import Planned, _score_check
+        from .pipeline import Planned, score_check
         from .scoring import SubmissionResult, load_rubric
 
         rubric = load_rubric()
-        tests = [_score_check(Planned(r.id, r.component, "public", rubric.checks[r.id] * rubric.public_share,
+        tests = [score_check(Planned(r.id, r.component, "public", rubric.checks[r.id] * rubric.public_share,
                                       f"{r.component}: {r.title} (public)"), r, rubric) for r in results]
         sr = SubmissionResult("public-checks", "ok", tests=tests)
         if fmt == "classroom":  # GitHub Classroom's runner result and points notice (issue 19)

@@ -46,6 +46,7 @@ class Row:
     why: str = ""
     component: str = ""
     named: bool = False
+    hidden_only: bool = False  #: loses hidden points while passing every public check (not data-dependent)
 
 
 def owners_problems(mod, r: SubmissionResult) -> list[str]:
@@ -133,10 +134,11 @@ def _variant_row(name: str, mod, opts: GradeOptions) -> Row:
     if not named:
         why.append(f"cause {cause!r} not named (named: {', '.join(comp_causes) or 'none'})")
     why += owners_problems(mod, r)
-    if hidden_only(r) and name not in DATA_DEPENDENT:
+    only_hidden = hidden_only(r) and name not in DATA_DEPENDENT
+    if only_hidden:
         why.append("loses hidden points but passes every public check (a hidden-only rule)")
     return Row(name, f"{comp}: {cause}", r.score, r.max_score, lost, comp_causes, not why,
-               "; ".join(why), comp, named and comp in lost)
+               "; ".join(why), comp, named and comp in lost, only_hidden)
 
 
 def _validate(*, secret: str, fixtures: str | None, sandbox: bool, verbose: bool, mnist: bool, out) -> int:
@@ -201,7 +203,7 @@ def _print_table(rows: list[Row], sandbox: bool, out) -> int:
           + ("" if DATA_DEPENDENT else " none"), file=out)
     for name, reason in DATA_DEPENDENT.items():
         print(f"  {name}: {reason}", file=out)
-    hidden = [r.name for r in rows[3 if sandbox else 2:] if "hidden-only" in r.why]
+    hidden = [r.name for r in rows[3 if sandbox else 2:] if r.hidden_only]
     print(f"\nno hidden-only rule: {n_var - len(hidden)} of {n_var} variants that lose points fail a public check "
           f"(or are listed as data-dependent)", file=out)
     print(f"\n{len(rows) - len(bad)} of {len(rows)} rows as expected ({n_var} known-buggy variants).", file=out)

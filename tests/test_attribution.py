@@ -15,7 +15,9 @@ def _result(mnist_output: str, mnist_causes: tuple, *, comp_causes=("bias_not_su
 
 
 def test_training_stop_names_the_component_and_its_cause():
-    r = _result("wrong shape: training stopped at step 1: gradient b1 has shape (64, 100)", ("wrong_shape",))
+    r = _result("wrong shape: training stopped at step 1: gradient b1 has shape (64, 100)", ("wrong_shape",),
+                mnist={"MNIST-MLP": {"failure": {"component": "Linear", "method": "backward", "kind": "shape",
+                                                 "step": 1}}})
     attribute_mnist(r)
     m = r.tests[-1]
     first = m.output.splitlines()[0]
@@ -36,7 +38,9 @@ def test_first_batch_disagreement_is_an_ordinary_bug_not_tampering():
     text = ("training run not reproducible: on the first MNIST batch your gradient of W1 does not point where "
             "backpropagation's does (cosine 0.12); a run that reached a good accuracy anyway is flagged for review\n"
             f"What to try: {CAUSES['inconsistent_training'].hint}\nProtocol: mlp 784-100-10")
-    r = _result(text, ("inconsistent_training",), comp_causes=("softmax_jacobian",))
+    r = _result(text, ("inconsistent_training",), comp_causes=("softmax_jacobian",),
+                mnist={"MNIST-MLP": {"failure": {"component": "LogSoftmax", "method": "backward",
+                                                 "kind": "direction", "step": 1}}})
     r.tests[0] = TestResult("LogSoftmax: backward (hidden)", "LogSoftmax", "LogSoftmax.backward", "hidden", 0.0, 2.6,
                             "x", ("softmax_jacobian",))
     attribute_mnist(r)
@@ -64,3 +68,16 @@ def test_replay_mismatch_is_left_alone():
     before = r.tests[-1]
     attribute_mnist(r)
     assert r.tests[-1] == before
+
+
+def test_the_words_of_the_output_are_not_parsed():
+    """Issue 17: what happened comes from the MNIST record's fields; an output that merely mentions a
+    step and another component (student text can) changes nothing about which component is blamed."""
+    r = _result("training stopped at step 4 in ReLU", ("exception",),
+                mnist={"MNIST-MLP": {"failure": {"component": "Linear", "method": "forward", "kind": "exception",
+                                                 "step": 2}}})
+    attribute_mnist(r)
+    assert r.tests[-1].output.startswith("training stopped at step 2: in Linear")
+    plain = _result("on the first MNIST batch: training stopped at step 4", ("exception",))
+    attribute_mnist(plain)
+    assert plain.tests[-1].output.startswith("training failed: in Linear")

@@ -24,9 +24,11 @@ import boundary_attacks as A
 from conftest import ROOT, make_submission
 from grader.batch import grade_batch
 from grader.batch.executor import run_isolated
-from grader.batch.runner import _load_done, clean_result, job_key, write_student
+from grader.batch.keys import job_key
+from grader.batch.runner import clean_result, load_done, write_student
 from grader.intake import discover
-from grader.pipeline import HIDDEN_TEXT_BUDGET, GradeOptions, HiddenTextCap, hidden_secret
+from grader.hidden_text import HIDDEN_TEXT_BUDGET, HiddenTextCap
+from grader.pipeline import GradeOptions, hidden_secret
 from grader.report.text import clean_name, clean_text, clean_tree
 from grader.sandbox.client import StudentError
 from grader.scoring import SubmissionResult, TestResult
@@ -79,7 +81,7 @@ def test_infra_results_are_never_kept_on_resume(tmp_path):
     sub = discover(make_submission(tmp_path / "subs" / "s1"))[0][0]
     for status, kept in (("ok", True), ("infra", False)):
         write_student(tmp_path / "out", SubmissionResult(sub.student, status), "k", folder=sub.student)
-        assert (_load_done(tmp_path / "out", sub, "k") is not None) is kept, status
+        assert (load_done(tmp_path / "out", sub, "k") is not None) is kept, status
 
 
 # --- a dead grading process costs only its own submission ------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 
 from grader.checks.mnist import MLP, flag_for_review, train_and_score
 from grader.intake import Submission, prepare
-from grader.pipeline import _datasets, reference_mnist
+from grader.pipeline import mnist_data, reference_mnist
 from grader.sandbox.client import SandboxConfig, SandboxImpl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def train_sandboxed(folder: Path, secret: str):
     prepared = prepare(Submission(folder.name, folder, "dir"), scratch)
     with SandboxImpl(prepared.package_dir, SandboxConfig()) as impl:
         budget = max(MLP.min_budget, MLP.time_factor * ref["seconds"])
-        return train_and_score(impl, MLP, _datasets(None)["mlp"], secret=secret, budget=budget, reference=ref), ref
+        return train_and_score(impl, MLP, mnist_data(None)["mlp"], secret=secret, budget=budget, reference=ref), ref
 
 
 @pytest.mark.parametrize("buggy", [False, True], ids=["honest_layers", "scale_buggy_layers"])

@@ -28,9 +28,9 @@ from typing import Callable, Iterator
 
 from .. import __version__
 from ..intake import Submission, collect
-from ..intake.discover import STUDENT_FILES, folder_name, student_id
+from ..intake.discover import folder_name, student_id
 from ..intake.roster import Match, RosterSpec, load_roster, match as match_roster
-from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist
+from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist, zero_test
 from ..report import render_feedback, render_gradebook, render_summary, write_atomic, write_json
 from ..report.text import clean_name, clean_text, clean_tree, hash_bytes
 from ..scoring import SubmissionResult
@@ -38,6 +38,7 @@ from ..scoring.results import FINAL_STATUSES
 from .executor import InlineExecutor, run_fresh, run_isolated
 from ..report.html import write_report_safely
 from .shard import clear_stale_manifest, select, write_manifest
+from .keys import safe_key
 
 KEY_FILE = ".grading-key"
 
@@ -50,58 +51,6 @@ class BatchOutcome:
     record: dict = field(default_factory=dict)
     out: Path | None = None
     graded: list[str] = field(default_factory=list)  #: the students graded by this run (not resumed)
-
-
-FULL_HASH_LIMIT = 1 << 30  # bytes; larger files (refused by intake anyway) are keyed by size, mtime, head, tail
-
-
-def _hash_file(h, p: Path) -> None:
-    """Stream a file into ``h`` in chunks, never holding it in memory (a 1 TB sparse file is cheap
-    to make and must not take the batch down)."""
-    st = p.stat()
-    h.update(f"{st.st_size}:".encode())
-    with open(p, "rb") as fh:
-        if st.st_size <= FULL_HASH_LIMIT:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        else:
-            h.update(f"{st.st_mtime_ns}:".encode() + fh.read(1 << 20))
-            fh.seek(-(1 << 20), os.SEEK_END)
-            h.update(fh.read(1 << 20))
-
-
-def fingerprint(sub: Submission) -> str:
-    """sha256 of the bytes that can influence grading of this submission."""
-    h = hashlib.sha256(sub.kind.encode())
-    # os.fsencode, never str.encode: names come from students and need not be UTF-8 (a clone of a
-    # repository holding a layers.py link to b"\xff.py" made ``.encode()`` raise for the whole batch).
-    paths = ([base / name for base in (sub.path, sub.path / "assignment") for name in STUDENT_FILES]
-             if sub.kind == "dir" else [sub.path])
-    for p in paths:
-        h.update(os.fsencode(p.relative_to(sub.path.parent)) + b"\x00")
-        try:
-            if p.is_symlink():
-                h.update(b"<link>" + os.fsencode(os.readlink(p)))
-            elif p.is_file():
-                _hash_file(h, p)
-        except OSError as exc:
-            h.update(hash_bytes(repr(exc)))
-    return h.hexdigest()
-
-
-def job_key(sub: Submission, opts: GradeOptions) -> str:
-    parts = [fingerprint(sub), sub.student, opts.rubric.grading_digest or opts.rubric.digest, opts.secret, __version__,
-             str(opts.public_only), str(opts.mnist), str(opts.sandbox), f"{opts.time_budget:g}",
-             str(opts.per_student_secret), opts.attempt]
-    return hashlib.sha256(hash_bytes("\x00".join(parts))).hexdigest()
-
-
-def _safe_key(sub: Submission, opts: GradeOptions) -> str:
-    """The job key, or one that matches nothing (the submission is then simply graded again)."""
-    try:
-        return job_key(sub, opts)
-    except Exception as exc:
-        return f"unkeyed:{type(exc).__name__}:{pysecrets.token_hex(8)}"
 
 
 def grade_job(sub: Submission, opts: GradeOptions) -> dict:
@@ -204,7 +153,7 @@ def _finish(out: Path, sub: Submission, r: SubmissionResult, key: str, opts: Gra
     return r
 
 
-def _load_done(out: Path, sub: Submission, key: str | None) -> SubmissionResult | None:
+def load_done(out: Path, sub: Submission, key: str | None) -> SubmissionResult | None:
     """The stored result of ``sub`` if it was graded under ``key`` (None: whatever its key)."""
     d = out / sub.folder
     try:
@@ -259,22 +208,9 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     t0 = time.perf_counter()
     if opts.mnist and not opts.public_only and not opts.reference_mnist:
         opts = replace(opts, reference_mnist=reference_mnist(opts.secret, opts.data_root))
-    ref_seconds = time.perf_counter() - t0
-    results: dict[str, SubmissionResult] = {}
-    todo = []
-    keys = {}
-    for sub in subs:
-        keys[sub.student] = key = _safe_key(sub, opts)
-        if regrade is None:
-            done = _load_done(out, sub, key)
-        else:
-            done = None if regrade(sub) else _load_done(out, sub, None)
-        if done is not None:
-            results[sub.student] = stamp(done, sub, matched)
-        else:
-            todo.append(sub)
-    skipped = len(results)
-    total = len(subs)
+    timings = {"reference_mnist": round(time.perf_counter() - t0, 3)}
+    results, todo, keys = _resume(out, subs, opts, regrade, matched)
+    skipped, total = len(results), len(subs)
     for s in subs:
         if s.student in results:
             _report_progress(progress, len(results), total, results[s.student], True)
@@ -284,8 +220,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
         results[sub.student] = r = _finish(out, sub, r, keys[sub.student], opts, warnings)
         _report_progress(progress, len(results), total, r, False)
     warnings[:] = [clean_text(w, 1000) for w in warnings]
-    rubric = opts.rubric
-    planned = plan(rubric, public_only=opts.public_only, mnist=opts.mnist)
+    planned = plan(opts.rubric, public_only=opts.public_only, mnist=opts.mnist)
     missing = missing_results(matched, planned, {s.folder.casefold() for s in subs})
     for r in missing:
         write_student(out, r, "missing", presentation=opts.rubric.presentation)
@@ -300,8 +235,40 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     write_atomic(out / "gradebook.csv", render_gradebook(ordered, roster=roster is not None))
     write_atomic(out / "summary.md", render_summary(ordered, max_score, reconciliation=accounting,
                                                     unmatched=matched.unmatched, missing=[r.student for r in missing]))
-    isolation = next((r.isolation for r in ordered if r.isolation and r.status != "rejected"), {})
-    record = {
+    timings["grading"] = round(time.perf_counter() - t1, 3)
+    record = run_record(opts, ordered, jobs=jobs, skipped=skipped, warnings=warnings, accounting=accounting,
+                        roster=roster, missing=missing, matched=matched, timings=timings)
+    write_json(out / "run.json", record)
+    if shard is not None:
+        write_manifest(out, shard, subs, everyone, opts, max_score)
+    if html_report:
+        warnings += write_report_safely(out, ordered, record)
+    return BatchOutcome(ordered, skipped, warnings, record, out, graded=[s.student for s in todo])
+
+
+def _resume(out: Path, subs: list[Submission], opts: GradeOptions, regrade, matched: Match):
+    """The stored results a run keeps (by student), the submissions it grades, and every job key."""
+    results: dict[str, SubmissionResult] = {}
+    todo, keys = [], {}
+    for sub in subs:
+        keys[sub.student] = key = safe_key(sub, opts)
+        if regrade is None:
+            done = load_done(out, sub, key)
+        else:
+            done = None if regrade(sub) else load_done(out, sub, None)
+        if done is not None:
+            results[sub.student] = stamp(done, sub, matched)
+        else:
+            todo.append(sub)
+    return results, todo, keys
+
+
+def run_record(opts: GradeOptions, ordered: list[SubmissionResult], *, jobs: int, skipped: int, warnings: list[str],
+               accounting: dict, roster: RosterSpec | None, missing: list[SubmissionResult], matched: Match,
+               timings: dict) -> dict:
+    """``run.json``: how the run graded (secret, rubric, options, isolation) and what it found."""
+    rubric, total = opts.rubric, len(ordered) - len(missing)
+    return {
         "grader_version": __version__,
         "secret": opts.secret,
         "secret_id": hashlib.sha256(hash_bytes(opts.secret)).hexdigest()[:12],
@@ -313,24 +280,17 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
                    "public_share": rubric.public_share, "checks": rubric.checks,
                    "mnist": {k: v.__dict__ for k, v in rubric.mnist.items()}},
         "options": {"public_only": opts.public_only, "mnist": opts.mnist, "sandbox": opts.sandbox, "jobs": jobs},
-        "isolation": isolation,
+        "isolation": next((r.isolation for r in ordered if r.isolation and r.status != "rejected"), {}),
         "reference_mnist": opts.reference_mnist,
         "submissions": total, "graded_now": total - skipped, "skipped_as_already_graded": skipped,
-        "infra_failures": infra,
+        "infra_failures": [r.student for r in ordered if r.status == "infra"],
         "warnings": warnings,
         "reconciliation": accounting,
         "roster": None if roster is None else {"path": str(roster.path), "students": accounting["roster_students"],
                                                "missing": [r.student for r in missing], "unmatched": matched.unmatched},
-        "timings": {"reference_mnist": round(ref_seconds, 3), "grading": round(time.perf_counter() - t1, 3),
-                    "per_submission": {r.student: r.timings for r in ordered}},
+        "timings": {**timings, "per_submission": {r.student: r.timings for r in ordered}},
         "python": sys.version.split()[0],
     }
-    write_json(out / "run.json", record)
-    if shard is not None:
-        write_manifest(out, shard, subs, everyone, opts, max_score)
-    if html_report:
-        warnings += write_report_safely(out, ordered, record)
-    return BatchOutcome(ordered, skipped, warnings, record, out, graded=[s.student for s in todo])
 
 
 def intake_batch(path, out: Path, layout: str, roster: RosterSpec | None):
@@ -352,8 +312,6 @@ def stamp(r: SubmissionResult, sub: Submission, matched: Match) -> SubmissionRes
 
 def missing_results(matched: Match, planned, taken: set[str]) -> list[SubmissionResult]:
     """A ``missing`` row (every test 0) for each roster student nobody's submission matched."""
-    from ..pipeline import _zero
-
     out, ids = [], set()
     for row in matched.missing:
         sid = student_id(row["id"] or row["name"] or row["email"] or row["lms_id"])
@@ -362,7 +320,7 @@ def missing_results(matched: Match, planned, taken: set[str]) -> list[Submission
             sid, n = f"{base} ({n})", n + 1
         ids.add(sid)
         reason = "no submission was found for this roster student"
-        r = SubmissionResult(sid, "missing", reason, [_zero(p, f"Not graded: {reason}") for p in planned])
+        r = SubmissionResult(sid, "missing", reason, [zero_test(p, f"Not graded: {reason}") for p in planned])
         r.intake = {"folder": folder_name(sid, taken), "source": "", "layout": "roster", "roster": row,
                     "lms_id": row["lms_id"], "late": None}
         out.append(r)
@@ -390,8 +348,6 @@ def _report_progress(progress, done: int, total: int, r: SubmissionResult, skipp
 
 
 def grade_submission_failed(sub: Submission, opts: GradeOptions, reason: str, *, status: str = "error") -> SubmissionResult:
-    from ..pipeline import _zero
-
     planned = plan(opts.rubric, public_only=opts.public_only, mnist=opts.mnist)
-    return SubmissionResult(sub.student, status, reason, [_zero(p, f"Not graded: {reason}") for p in planned],
+    return SubmissionResult(sub.student, status, reason, [zero_test(p, f"Not graded: {reason}") for p in planned],
                             source=sub.path.name)

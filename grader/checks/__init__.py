@@ -7,10 +7,4 @@ from .base import PUBLIC_SEED, REGISTRY, CheckResult, CheckSpec, CaseResult, run
 
 COMPONENTS = ("Linear", "ReLU", "LogSoftmax", "NLLLoss", "LogisticRegression")
 
-
-def planned(*, public: bool) -> list[CheckSpec]:
-    """The checks of a run, in a stable order: every check, or only the public subset."""
-    return [s for s in REGISTRY.values() if s.public or not public]
-
-
-__all__ = ["COMPONENTS", "PUBLIC_SEED", "REGISTRY", "CheckResult", "CheckSpec", "CaseResult", "planned", "run_check"]
+__all__ = ["COMPONENTS", "PUBLIC_SEED", "REGISTRY", "CheckResult", "CheckSpec", "CaseResult", "run_check"]

@@ -135,6 +135,12 @@ def run_check(spec: CheckSpec, student, reference, *, secret: str | None) -> Che
 
 # --- student errors as case results ---------------------------------------------------------------
 
+#: ``type`` of a ``skipped`` StudentError that follows a call which ran out of time (the sandbox keeps
+#: the earlier failure's type): ``Timeout`` (one call), ``TimeBudget`` (the submission's budget),
+#: ``TooManyFailures`` (the worker crashed or timed out too often; counted as a timeout, as before).
+SKIPPED_AFTER_TIMEOUT = frozenset({"Timeout", "TimeBudget", "TooManyFailures"})
+
+
 def error_case(label: str, exc: StudentError, what: str = "") -> CaseResult:
     info = exc.info
     kind = exc.kind
@@ -151,8 +157,8 @@ def error_case(label: str, exc: StudentError, what: str = "") -> CaseResult:
         return CaseResult(label, False, "timeout", f"{prefix}{info.get('message')}")
     if kind in ("crash", "protocol"):
         return CaseResult(label, False, "crash", f"{prefix}{info.get('message')}")
-    if kind == "skipped":
-        cause = "timeout" if "timed out" in info.get("message", "") else "crash"
+    if kind == "skipped":  # named by the type of the earlier failure, never by its message's words
+        cause = "timeout" if info.get("type") in SKIPPED_AFTER_TIMEOUT else "crash"
         return CaseResult(label, False, cause, f"{prefix}{info.get('message')}")
     msg = f"{prefix}raised {info.get('type')}: {info.get('message')}{where}"
     if "read-only" in str(info.get("message", "")):

@@ -131,7 +131,7 @@ def _plain_error(s: Run, parts: list[str]) -> StudentError | None:
     return None
 
 
-def _verdict(label: str, results: list, plain: Run, parts: list[str], cls: str) -> CaseResult:
+def verdict(label: str, results: list, plain: Run, parts: list[str], cls: str) -> CaseResult:
     """First failure; else a pass if some part was judged; else why nothing could be judged. A method
     that raised in the plain run fails: no property of it can be shown ("passes when nothing raised")."""
     for r in results:
@@ -190,7 +190,7 @@ def check_read_only(ctx: Context, cases: list[LayerCase], parts: list[str], muta
             res.append(None if base is None else _compare(
                 label, _what(case, p), v, base, cause="modifies_input",
                 detail="differs from the answer for the same, writable, inputs"))
-        out.append(_verdict(label, res, plain, parts, case.cls))
+        out.append(verdict(label, res, plain, parts, case.cls))
         s2 = execute(ctx.student, case, echo=True)
         label2 = case.label + ", inputs unchanged"
         if isinstance(s2.forward, StudentError):
@@ -199,7 +199,7 @@ def check_read_only(ctx: Context, cases: list[LayerCase], parts: list[str], muta
             judged = [CaseResult(label2, True) if usable(part_value(s2, p), scalar_ok=True) is not None else None
                       for p in ["forward"] + [q for q in parts if q != "forward"]]
             out.append(modified_case(label2, s2, f"{case.cls}.forward/backward")
-                       or _verdict(label2, judged, s2, parts, case.cls))
+                       or verdict(label2, judged, s2, parts, case.cls))
     return out
 
 
@@ -216,23 +216,27 @@ def _read_only_error(label: str, err: StudentError, plain, what: str) -> CaseRes
                       "into an argument)")
 
 
+def _per_part(parts: list[str], run: Run, judge) -> list:
+    """``judge(part, value)`` for each part whose value in ``run`` is usable; None for the others."""
+    out = []
+    for p in parts:
+        base = usable(part_value(run, p), scalar_ok=True)
+        out.append(None if base is None else judge(p, base))
+    return out
+
+
 def check_twice(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
     """backward called twice after one forward gives the same result and gradients as the first call."""
     out = []
     for case in cases:
         s = execute(ctx.student, case, twice=True)
         label = case.label + ", second backward"
-        res = []
-        for p in parts:
-            base = usable(part_value(s, p), scalar_ok=True)
-            if base is None:
-                res.append(None)
-                continue
-            res.append(_compare(label, _what(case, p), part_value(s, p, second=True), base, cause="mutates_cache",
-                                detail="the second backward gave a different answer than the first",
-                                named=[("accumulates", 2 * base, "the second backward gave twice the first "
-                                        "answer: the gradient was added to, not assigned")]))
-        out.append(_verdict(label, res, s, parts, case.cls))
+        res = _per_part(parts, s, lambda p, base: _compare(
+            label, _what(case, p), part_value(s, p, second=True), base, cause="mutates_cache",
+            detail="the second backward gave a different answer than the first",
+            named=[("accumulates", 2 * base, "the second backward gave twice the first answer: the gradient was "
+                    "added to, not assigned")]))
+        out.append(verdict(label, res, s, parts, case.cls))
     return out
 
 
@@ -249,18 +253,14 @@ def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str],
             continue
         s = execute(ctx.student, case, forwards=(earlier,))
         old = execute(ctx.student, replace(case, inputs=earlier))
-        res = []
-        for p in parts:
-            base = usable(part_value(plain, p), scalar_ok=True)
-            if base is None:
-                res.append(None)
-                continue
+        def judge(p, base):
             stale = usable(part_value(old, p), scalar_ok=True)
-            res.append(_compare(label, _what(case, p), part_value(s, p), base, cause="stale_cache",
-                                detail="differs from backward after that forward call alone",
-                                named=[] if stale is None else [("stale_cache", stale, "it is the gradient at the "
-                                                                 "first forward's input, not the latest one")]))
-        out.append(_verdict(label, res, plain, parts, case.cls))
+            return _compare(label, _what(case, p), part_value(s, p), base, cause="stale_cache",
+                            detail="differs from backward after that forward call alone",
+                            named=[] if stale is None else [("stale_cache", stale, "it is the gradient at the "
+                                                             "first forward's input, not the latest one")])
+
+        out.append(verdict(label, _per_part(parts, plain, judge), plain, parts, case.cls))
     return out
 
 
@@ -279,16 +279,11 @@ def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutan
             continue
         s = execute(ctx.student, case.with_upstream(up))
         ignore = "upstream_scale_ignored" if case.loss else "ignores_upstream"
-        res = []
-        for p in parts:
-            base = usable(part_value(plain, p), scalar_ok=True)
-            if base is None:
-                res.append(None)
-                continue
-            res.append(_compare(label, _what(case, p), part_value(s, p), c * base, cause="nonlinear_upstream",
-                                detail=f"backward(c * G) is not c times backward(G) for c = {c:.3g}",
-                                named=[(ignore, base, "scaling the upstream gradient did not change it")]))
-        out.append(_verdict(label, res, plain, parts, case.cls))
+        res = _per_part(parts, plain, lambda p, base: _compare(
+            label, _what(case, p), part_value(s, p), c * base, cause="nonlinear_upstream",
+            detail=f"backward(c * G) is not c times backward(G) for c = {c:.3g}",
+            named=[(ignore, base, "scaling the upstream gradient did not change it")]))
+        out.append(verdict(label, res, plain, parts, case.cls))
     return out
 
 
@@ -321,7 +316,7 @@ def float32_case(ctx: Context, c32: LayerCase, parts: list[str], label: str) -> 
         res.append(_compare(label, what, v, base, tol=_tol32(r64, r32, p), cause="float32_inaccurate",
                             detail="the float32 result differs from your float64 result on the same values "
                                    "by more than float32 rounding"))
-    return _verdict(label, res, s64, parts, c32.cls)
+    return verdict(label, res, s64, parts, c32.cls)
 
 
 def check_float32(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
@@ -353,7 +348,7 @@ def stability_case(ctx: Context, case: LayerCase, parts: list[str], mutants: Mut
             res.append(CaseResult(case.label, True) if usable(got, scalar_ok=True) is not None else None)
             continue
         res.append(judge_part(ctx, case, s, r, p, mutants, unstable=True))
-    return _verdict(case.label, res, s2, parts, case.cls)
+    return verdict(case.label, res, s2, parts, case.cls)
 
 
 def _tol32(r64: Run, r32: Run, part: str) -> float:

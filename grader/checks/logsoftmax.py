@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import CaseResult, check
-from .generic import (FLOAT32_CAUSES, VALUE_CAUSES, _verdict, check_float32, check_latest_forward, check_part,
+from .generic import (FLOAT32_CAUSES, VALUE_CAUSES, verdict, check_float32, check_latest_forward, check_part,
                       check_read_only, check_twice, check_upstream, distinct_dims, stability_case, usable)
 from .runs import LayerCase, execute
 
@@ -115,7 +115,7 @@ def check_logsoftmax_row_independence(ctx):
     label = f"{base.label}, row {i} changed"
     a1, a2 = usable(s1.forward), usable(s2.forward)
     if a1 is None or a2 is None or a1.shape != (N, K) or a2.shape != (N, K):
-        return [_verdict(label, [None], s2, ["forward"], C)]
+        return [verdict(label, [None], s2, ["forward"], C)]
     others = np.delete(np.arange(N), i)
     if not np.array_equal(a1[others], a2[others]):
         return [CaseResult(label, False, "wrong_axis",

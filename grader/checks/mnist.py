@@ -410,7 +410,7 @@ def _direction(run, p, step, grads, want, odd: dict | None = None) -> MnistRun |
                                 "parameters)"))
         run.fail("not_learning", detail, component=PARAM_OWNER[k], method="backward", kind="direction",
                  step=step, message=f"cosine {cos:.3f} for {k}")
-        run.failure["cosine"] = round(cos, 4)
+        run.failure.update(cosine=round(cos, 4), param=k)  # fields, so review never parses the message
         return run
     return None
 
@@ -422,7 +422,7 @@ def flag_for_review(run: MnistRun, checks_passed: bool) -> MnistRun:
     f = run.failure
     if checks_passed and f and f.get("kind") == "direction" and run.review is None:
         run.review = {"reason": "gradient direction disagrees although the layer checks passed",
-                      "param": f["message"].rsplit(" ", 1)[-1], "cosine": f.get("cosine"),
+                      "param": f.get("param"), "cosine": f.get("cosine"),
                       "component": f["component"]}
         run.error = CaseResult("training", False, "inconsistent_training",
                                f"your layers pass their own checks, but during MNIST training they returned gradients "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import CaseResult, check
-from .generic import (FLOAT32_CAUSES, VALUE_CAUSES, _verdict, away_from_zero, check_float32, check_latest_forward,
+from .generic import (FLOAT32_CAUSES, VALUE_CAUSES, verdict, away_from_zero, check_float32, check_latest_forward,
                       check_part, check_read_only, check_upstream, distinct_dims, part_value, usable)
 from .runs import LayerCase, execute, reference_run
 
@@ -70,7 +70,7 @@ def check_relu_at_zero(ctx):
         label = f"{case.label}, {'forward' if part == 'forward' else 'backward'}"
         v = usable(part_value(s, part))
         if v is None or v.shape != X.shape:
-            out.append(_verdict(label, [None], s, [part], C))
+            out.append(verdict(label, [None], s, [part], C))
             continue
         want = np.asarray(part_value(r, part), dtype=np.float64)
         if not np.allclose(v[~zero], want[~zero], rtol=1e-9, atol=1e-12):

@@ -57,10 +57,6 @@ class Run:
     grads2: Any = None
     modified: list[str] = field(default_factory=list)
 
-    def failed(self, part: str) -> StudentError | None:
-        v = getattr(self, part)
-        return v if isinstance(v, StudentError) else None
-
 
 def execute(impl: Oracle, case: LayerCase, *, readonly: bool = False, echo: bool = False, twice: bool = False,
             forwards: tuple = ()) -> Run:

@@ -6,13 +6,13 @@ wrong way, or the accuracy is low. The component checks of the same submission u
 names the component and repeats that component's named cause ("training stopped at step 1:
 Linear's bias gradient not summed over the batch; see the Linear checks") instead of a bare symptom.
 
-It reads only scored results, so it works with any MNIST implementation: structured fields
-(``component``/``method``/``kind``/``step``) in ``SubmissionResult.mnist[test]`` when the MNIST test
-provides them, otherwise the component and step named in the test's output. It never changes a score.
+It reads only scored results and the structured record of the MNIST test
+(``component``/``method``/``kind``/``step`` in ``SubmissionResult.mnist[test]["failure"]``), never
+the words of its output (issue 17), so it works with any MNIST implementation that fills that
+record. It never changes a score.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 from .causes import CAUSES, SYMPTOMS
@@ -20,8 +20,6 @@ from .causes import CAUSES, SYMPTOMS
 NETWORK = {"MNIST-MLP": ("Linear", "ReLU", "LogSoftmax", "NLLLoss"), "MNIST-LogReg": ("LogisticRegression",)}
 #: MNIST causes that only describe what happened to training, replaced by the component's cause
 TRAINING_SYMPTOMS = SYMPTOMS | {"inconsistent_training", "not_learning", "wrong_type", "wrong_dtype", "not_finite"}
-_STEP = re.compile(r"\bat step (\d+)")
-_COMP = re.compile(r"\b(Linear|ReLU|LogSoftmax|NLLLoss|LogisticRegression)\b")
 
 
 def component_causes(tests, component: str) -> list[str]:
@@ -36,15 +34,16 @@ def component_causes(tests, component: str) -> list[str]:
     return sorted(lost, key=lambda c: -lost[c])
 
 
+def is_first_batch(info: dict) -> bool:
+    """Whether the MNIST failure record says the gradients of the very first batch pointed wrong."""
+    return info.get("kind") in ("direction", "gradient_direction") and info.get("step") == 1
+
+
 def _what_happened(test, info: dict) -> str:
-    text = test.output
     step = info.get("step")
-    m = _STEP.search(text)
-    if step is None and m:
-        step = int(m.group(1))
-    if "first MNIST batch" in text or info.get("kind") == "gradient_direction":
+    if is_first_batch(info):
         return "your gradients on the first MNIST batch disagree with backpropagation"
-    if step is not None and ("stopped" in text or info.get("kind") not in (None, "not_learning")):
+    if step is not None and info.get("kind") not in (None, "not_learning"):
         return f"training stopped at step {step}"
     if "not_learning" in test.causes or test.score > 0:
         return "the network did not reach the expected accuracy"
@@ -54,9 +53,6 @@ def _what_happened(test, info: dict) -> str:
 def _blame(test, info: dict, tests) -> tuple[str, list[str]] | None:
     comps = NETWORK.get(test.component, ())
     named = info.get("component") if info.get("component") in comps else None
-    if named is None:
-        m = _COMP.search(test.output)
-        named = m.group(1) if m and m.group(1) in comps else None
     if named and component_causes(tests, named):
         return named, component_causes(tests, named)
     ranked = [(c, component_causes(tests, c)) for c in comps]
@@ -77,7 +73,7 @@ def attribute_mnist(result) -> None:
         info = (result.mnist or {}).get(t.component) or {}
         # the MNIST record of this version keeps the failure under "failure" (None when training ran)
         info = ((info.get("failure") if "failure" in info else info) or {}) if isinstance(info, dict) else {}
-        first_batch = "first MNIST batch" in t.output or info.get("kind") == "gradient_direction"
+        first_batch = is_first_batch(info)
         if "inconsistent_training" in t.causes and not first_batch:
             out.append(t)  # a replay that does not reproduce: tampering or hidden state, left as it is
             continue

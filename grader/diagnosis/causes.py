@@ -22,6 +22,7 @@ CAUSES: dict[str, Cause] = {c.id: c for c in [
     Cause("missing_class", "class missing", "Keep the class names and signatures of the skeleton."),
     Cause("timeout", "took too long", "Look for an endless loop or a Python loop over array elements; use whole-array numpy operations."),
     Cause("crash", "crashed the worker", "Do not call sys.exit/os._exit or allocate huge arrays; the process was stopped."),
+    Cause("grader_error", "the grader itself failed in this check", "Nothing to change in your code for this: the grader failed, not your submission; a resumed run grades it again."),
     Cause("wrong_type", "returned the wrong type", "Return a numpy.ndarray (a float for losses), not a list, matrix or custom object."),
     Cause("wrong_dtype", "wrong dtype", "Keep the input's floating dtype: no float64 constants forcing an upcast, no astype(int)."),
     Cause("wrong_shape", "wrong shape", "Each gradient has exactly the shape of what it differentiates; do not rely on broadcasting."),

@@ -73,12 +73,6 @@ def _as_number_array(value, *, scalar_ok: bool):
     return None, f"a {type(value).__name__}"
 
 
-def compare_array(value, desired: np.ndarray, *, tol: float, what: str, scalar_ok: bool = False,
-                  dtype: np.dtype | None = None) -> Finding:
-    """Validate and compare without diagnosing (used where the diagnosis is done by the caller)."""
-    return diagnose_array(value, desired, tol=tol, what=what, scalar_ok=scalar_ok, dtype=dtype, mutants=())
-
-
 def diagnose_array(value, desired: np.ndarray, *, tol: float, what: str, scalar_ok: bool = False,
                    dtype: np.dtype | None = None, mutants=(), batch: int | None = None,
                    bias_of: tuple | None = None, unstable_context: bool = False) -> Finding:

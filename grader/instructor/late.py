@@ -167,7 +167,7 @@ def load_extensions(policy: LatePolicy, students: set[str]) -> dict[str, datetim
         if not sid:
             raise LateError(f"{where}: no student")
         if sid not in students:
-            raise LateError(f"{where}: unknown student {sid!r}{_close(sid, students)}")
+            raise LateError(f"{where}: unknown student {sid!r}{did_you_mean(sid, students)}")
         if sid in out:
             raise LateError(f"{where}: second extension for {sid!r}")
         if (row.get("deadline") or "").strip():
@@ -192,7 +192,8 @@ def _read_csv(path: Path) -> list[dict]:
     return [{(k or "").strip(): (v or "") for k, v in r.items()} for r in rows]
 
 
-def _close(sid: str, known: set[str]) -> str:
+def did_you_mean(sid: str, known: set[str]) -> str:
+    """The tail of an "unknown student" error: the nearest known ids, or that there is none."""
     import difflib
 
     near = difflib.get_close_matches(sid, sorted(known), n=3)
@@ -240,7 +241,7 @@ def times_from_csv(path: Path, records: dict[str, str], tz) -> dict[str, Handed]
         if "student" in row:
             sid = row["student"].strip()
             if sid not in records:
-                raise LateError(f"{where}: unknown student {sid!r}{_close(sid, set(records))}")
+                raise LateError(f"{where}: unknown student {sid!r}{did_you_mean(sid, set(records))}")
             out[sid] = Handed(parse_time(row.get("submitted_at", ""), tz, where=where), "csv")
         elif "Last modified (submission)" in row and "Full name" in row:
             name, stamp = row["Full name"].strip(), row["Last modified (submission)"].strip()

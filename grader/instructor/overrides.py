@@ -96,14 +96,14 @@ def _entry(e: dict, where: str) -> Override:
 
 def validate(overrides: list[Override], students: set[str], maxima: dict[str, float], *, source: str) -> None:
     """Refuse overrides naming an unknown student or component, out-of-range scores, duplicates."""
-    from .late import _close
+    from .late import did_you_mean
 
     seen: set[tuple[str, str | None]] = set()
     total_max = round(sum(maxima.values()), 4)
     for o in overrides:
         where = f"overrides {source}, student {o.student!r}"
         if o.student not in students:
-            raise OverrideError(f"{where}: unknown student{_close(o.student, students)}")
+            raise OverrideError(f"{where}: unknown student{did_you_mean(o.student, students)}")
         if o.component is not None and o.component not in maxima:
             raise OverrideError(f"{where}: unknown component {o.component!r}; this rubric has "
                                 f"{', '.join(maxima)}")

@@ -57,14 +57,15 @@ def _ids(args) -> set[str] | None:
 
 
 def _selection(args, ctx: Context, opts) -> None:
-    from ..batch.runner import _load_done, fingerprint, job_key
-    from .late import _close
+    from ..batch.keys import fingerprint, job_key
+    from ..batch.runner import load_done
+    from .late import did_you_mean
 
     known = {s.student for s in ctx.subs}
     ids = _ids(args)
     for sid in sorted(ids or ()):
         if sid not in known:
-            raise InstructorError(f"--only: no submission of student {sid!r}{_close(sid, known)}")
+            raise InstructorError(f"--only: no submission of student {sid!r}{did_you_mean(sid, known)}")
     changed = bool(getattr(args, "changed", False))
     everything = bool(getattr(args, "regrade_all", False))
     ctx.selection = {"only": sorted(ids or ()), "changed": changed, "regrade_all": everything}
@@ -76,7 +77,7 @@ def _selection(args, ctx: Context, opts) -> None:
         def bytes_changed(sub: Submission) -> bool:
             if sub.student in last:
                 return fingerprint(sub) != last[sub.student]
-            return _load_done(ctx.out, sub, job_key(sub, opts)) is None  # no history: stale or missing
+            return load_done(ctx.out, sub, job_key(sub, opts)) is None  # no history: stale or missing
 
         ctx.regrade = lambda sub: (sub.student in (ids or ())) or (changed and bytes_changed(sub))
 
@@ -113,7 +114,7 @@ def prepare(args, out: Path, opts) -> Context:
 
 def finish(ctx: Context, outcome, opts) -> list[str]:
     """History line, then the gradebook, feedback.md and results.json assembled from the records."""
-    from ..batch.runner import fingerprint
+    from ..batch.keys import fingerprint
     from ..report import render_feedback, render_gradebook, write_atomic, write_json
 
     results = outcome.results

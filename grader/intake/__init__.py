@@ -6,8 +6,8 @@ cannot change them, and nothing else they shipped (``conftest.py``, ``results.js
 binaries) is even read.
 """
 from .archives import IntakeError
-from .collect import LAYOUTS, Found, collect
-from .discover import Submission, UsageError, discover, folder_name, student_id
+from .collect import LAYOUTS, Found, collect, discover
+from .discover import Submission, UsageError, folder_name, student_id
 from .extract import Prepared, prepare
 
 __all__ = ["Submission", "UsageError", "discover", "collect", "Found", "LAYOUTS", "IntakeError", "Prepared",

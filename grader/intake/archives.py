@@ -26,7 +26,6 @@ MAX_ARCHIVE_BYTES = 256 * 1024 * 1024  #: an archive file on disk
 MAX_TAR_EXPANDED = 512 * 1024 * 1024  #: bytes a tar may declare in total (its stream is read to list it)
 MAX_DEPTH = 12
 MAX_WRAP = 3                          #: wrapping folders unwrapped above the student files
-TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _VARIANT = re.compile(r"^(?P<stem>.+?)(?:-(?P<n>\d{1,3})| ?\((?P<p>\d{1,3})\))?\.py$", re.IGNORECASE)
 
 
@@ -70,10 +69,6 @@ class Listing:
 def is_junk(name: str) -> bool:
     """Entries an operating system or a tool adds: never a student's choice of where files go."""
     return name.startswith(".") or name in ("__MACOSX", "__pycache__", "Thumbs.db", "desktop.ini")
-
-
-def is_tar_name(name: str) -> bool:
-    return name.lower().endswith(TAR_SUFFIXES)
 
 
 def canonical(name: str) -> tuple[str, int] | None:

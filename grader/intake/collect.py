@@ -152,3 +152,11 @@ def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = No
             warnings.append(f"{shown(s.meta.get('source') or s.path.name)}: rejected, {s.note}")
     subs = finalize(items, warnings)
     return Found(subs, warnings, lay, [e.name for e in all_entries], [e.name for e in ignored])
+
+
+def discover(path: str | Path, *, layout: str = "auto", staging: Path | None = None,
+             exclude: tuple[Path, ...] = ()) -> tuple[list[Submission], list[str]]:
+    """The submissions under ``path`` and warnings. See :func:`collect`, which
+    also returns the reconciliation of entries found against submissions."""
+    found = collect(path, layout=layout, staging=staging, exclude=exclude)
+    return found.subs, found.warnings

@@ -114,12 +114,6 @@ def folder_name(student: str, taken: set[str]) -> str:
     return name
 
 
-def safe_id(name: str) -> str:
-    """Kept for callers of the old API: a filesystem-safe name for ``name``. It is never an id any
-    more (it turned ``Иванов_Иван`` into ``student``): ids come from :func:`student_id`."""
-    return folder_name(student_id(name), set())
-
-
 def is_submission_dir(path: Path) -> bool:
     return any((path / f).exists() or (path / "assignment" / f).exists() for f in STUDENT_FILES)
 
@@ -156,16 +150,6 @@ def classify(path: Path) -> tuple[str, str]:
     else:
         what = f"a file of another type ({shown(suffix) or 'no extension'})"
     return "rejected", f"{shown(path.name)} is {what}. Accepted: {ACCEPTED}."
-
-
-def discover(path: str | Path, *, layout: str = "auto", staging: Path | None = None,
-             exclude: tuple[Path, ...] = ()) -> tuple[list[Submission], list[str]]:
-    """The submissions under ``path`` and warnings. See :func:`grader.intake.collect.collect`, which
-    also returns the reconciliation of entries found against submissions."""
-    from .collect import collect
-
-    found = collect(path, layout=layout, staging=staging, exclude=exclude)
-    return found.subs, found.warnings
 
 
 def finalize(items: list[Submission], warnings: list[str]) -> list[Submission]:

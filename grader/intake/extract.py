@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archives import MAX_FILE_BYTES, IntakeError, listing  # noqa: F401  (re-exported)
-from .discover import STUDENT_FILES, Submission, shown
+from .discover import STUDENT_FILES, Submission
 from .locate import read_student_files
 from .notebook import MAX_NOTEBOOK_BYTES, NotebookError, notebook_source, read_notebook  # noqa: F401
 

@@ -31,9 +31,9 @@ from pathlib import Path
 
 from . import notebook_json, notebook_runner  # both imported so that every copy of the grader ships them
 from .notebook_json import IN_PROCESS_BYTES, cells_of, slim
-from .notebook_cells import (_CELL_MAGIC, GRADED, PYTHON_CELL_MAGICS, STUDENT_NAMES, Cell, _bound, _filter_assignment_import,
-                             _parse, _reduce, _shown, cell_text)
-from .notebook_deps import _keep_attachments, _keep_dependencies
+from .notebook_cells import (CELL_MAGIC, GRADED, PYTHON_CELL_MAGICS, STUDENT_NAMES, Cell, bound_names, cell_text,
+                             filter_assignment_import, parse_cell, printable, reduce_cell)
+from .notebook_deps import keep_attachments, keep_dependencies
 
 MAX_NOTEBOOK_BYTES = 256 << 20   #: the file, outputs included: read once, outputs dropped while parsing
 MAX_CODE_BYTES = 512 << 10       #: the source of the code cells used (a .py file may hold as much)
@@ -56,7 +56,7 @@ def load_cells(raw: bytes, name: str) -> list[dict]:
     try:
         return slim(cells_of(raw), MAX_CODE_BYTES)
     except ValueError as exc:  # JSONDecodeError is one
-        raise NotebookError(f"{name} is not a valid Jupyter notebook: {_shown(str(exc), 200)}") from None
+        raise NotebookError(f"{name} is not a valid Jupyter notebook: {printable(str(exc), 200)}") from None
 
 
 def _load_cells_bounded(fd: int, size: int, name: str) -> list[dict]:
@@ -73,7 +73,7 @@ def _load_cells_bounded(fd: int, size: int, name: str) -> list[dict]:
     except ValueError:
         reply = {"error": "the reader's reply was not readable"}
     if "error" in reply:
-        raise NotebookError(f"{name} is not a valid Jupyter notebook: {_shown(str(reply['error']), 300)}")
+        raise NotebookError(f"{name} is not a valid Jupyter notebook: {printable(str(reply['error']), 300)}")
     return reply["cells"]
 
 
@@ -156,33 +156,33 @@ def _used_cells(all_cells: list[dict], name: str) -> tuple[list[Cell], list[str]
                                 "limit (outputs and markdown do not count)")
         cells.append(Cell(n, src, original=src))
     for cell in cells:
-        magic = _CELL_MAGIC.match(cell.source)
+        magic = CELL_MAGIC.match(cell.source)
         if magic and magic.group(1) not in PYTHON_CELL_MAGICS:
             # %%bash, %%writefile, %%html ...: the body is not Python; a top-level action, dropped like one.
             notes.append(f"cell {cell.number}: a %%{magic.group(1)} cell (not Python) was not used")
             continue
-        _parse(cell)
+        parse_cell(cell)
     left_out = [(n, c) for n, c in code if "solution" not in _tags(c)] if tagged else []
     return [c for c in cells if c.tree is not None or c.error], notes, left_out
 
 
 def _reduce_notebook(raw: bytes | list[dict], name: str) -> Reduced:
-    name = _shown(name, 200)
+    name = printable(name, 200)
     cells, notes, left_out = _used_cells(raw if isinstance(raw, list) else load_cells(raw, name), name)
     parsed = [c for c in cells if c.tree is not None]
     modules = frozenset(n for c in parsed for node in c.tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
-                        for n in _bound(node))
+                        for n in bound_names(node))
     for c in parsed:
-        _reduce(c, modules)
-    own = {n for c in parsed for i in c.kept for n in _bound(c.tree.body[i])
+        reduce_cell(c, modules)
+    own = {n for c in parsed for i in c.kept for n in bound_names(c.tree.body[i])
            if not isinstance(c.tree.body[i], (ast.Import, ast.ImportFrom))}
     for c in parsed:
         for i in list(c.kept):
             if isinstance(c.tree.body[i], ast.ImportFrom):
-                _filter_assignment_import(c, i, c.tree.body[i], own)
-    _keep_attachments(parsed, own)
+                filter_assignment_import(c, i, c.tree.body[i], own)
+    keep_attachments(parsed, own)
     defined = set().union(*(c.bound() for c in parsed))
-    deps = _keep_dependencies(parsed, defined, own)
+    deps = keep_dependencies(parsed, defined, own)
     for c in parsed:
         c.names = None
     texts = {c.number: cell_text(c) for c in parsed if c.kept}
@@ -228,10 +228,10 @@ def _broken_notes(cells: list[Cell], defined: set[str], untagged: list) -> list[
 def notebook_modules(raw: bytes | list[dict], name: str) -> tuple[dict[str, str], list[str]]:
     """``{"layers.py": source, "logistic_regression.py": source}`` and notes for the feedback."""
     reduced = reduce_notebook(raw, name)
-    files = {f: reduced.module(f, _shown(name, 200)) for f in GRADED}
+    files = {f: reduced.module(f, printable(name, 200)) for f in GRADED}
     size = max(len(s.encode("utf-8", "surrogatepass")) for s in files.values())
     if size > MAX_MODULE_BYTES:
-        raise NotebookError(f"{_shown(name, 200)}: the code kept from its cells is {size} bytes, over the limit of "
+        raise NotebookError(f"{printable(name, 200)}: the code kept from its cells is {size} bytes, over the limit of "
                             f"{MAX_MODULE_BYTES}")
     return files, reduced.notes
 
@@ -243,7 +243,7 @@ def notebook_source(raw: bytes, name: str) -> tuple[str, list[str]]:
 
 
 def read_notebook(path: Path) -> tuple[dict[str, str], list[str]]:
-    name = _shown(path.name, 200)
+    name = printable(path.name, 200)
     try:  # size first, of what was opened, and a bounded read: a huge (or sparse) file is not loaded
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())

@@ -18,10 +18,11 @@ PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}  # their bod
 # ``files = !ls`` and ``t = %timeit -o f()`` assign shell or magic output.
 _HELP = re.compile(r"^(\?{1,2}[\w.]+|[\w.]+(\(\))?\?{1,2})$")
 _MAGIC_ASSIGN = re.compile(r"^[\w.]+(\s*,\s*[\w.]+)*\s*=\s*[!%]")
-_CELL_MAGIC = re.compile(r"\s*%%(\w*)")
+CELL_MAGIC = re.compile(r"\s*%%(\w*)")  #: a cell magic (``%%time``) and its name
 
 
-def _shown(text: str, limit: int = 80) -> str:
+def printable(text: str, limit: int = 80) -> str:
+    """``text`` stripped, its unprintable characters as ``?``, cut to ``limit`` (for messages)."""
     text = "".join(ch if ch.isprintable() else "?" for ch in text.strip())
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -45,12 +46,12 @@ class Cell:
 
     def bound(self) -> set[str]:
         if self.names is None:
-            self.names = {n for i in self.kept for n in _bound(self.node(i))}
+            self.names = {n for i in self.kept for n in bound_names(self.node(i))}
         return self.names
 
     @property
     def first_line(self) -> str:
-        return _shown(next((ln for ln in (self.original or self.source).split("\n") if ln.strip()), ""), 60)
+        return printable(next((ln for ln in (self.original or self.source).split("\n") if ln.strip()), ""), 60)
 
     @property
     def label(self) -> str:
@@ -65,9 +66,10 @@ def _strip_magics(src: str) -> str:
     return "\n".join(out)  # same line count: line numbers are kept
 
 
-def _parse(cell: Cell) -> None:
+def parse_cell(cell: Cell) -> None:
+    """Parse ``cell.source`` into ``cell.tree`` (a cell magic's body as Python where it is Python)."""
     src = cell.source
-    magic = _CELL_MAGIC.match(src)
+    magic = CELL_MAGIC.match(src)
     if magic:
         first, _, rest = src.partition("\n")
         src = "\n" + rest  # the %%time line itself becomes blank
@@ -81,7 +83,7 @@ def _parse(cell: Cell) -> None:
             cell.error = (exc.msg or "invalid syntax", exc.lineno or 1, exc.offset or 0, (exc.text or "").rstrip("\n"))
         except (ValueError, MemoryError, RecursionError) as exc:  # NUL bytes; expressions nested too deep
             cell.error = ("it is nested too deeply to parse" if not isinstance(exc, ValueError)
-                          else _shown(str(exc), 100), 1, 0, "")
+                          else printable(str(exc), 100), 1, 0, "")
     cell.source = src
     cell.lines = src.split("\n")
 
@@ -105,7 +107,7 @@ def _constant(node: ast.AST, modules: frozenset = frozenset()) -> bool:
     return False
 
 
-def _targets(node: ast.stmt) -> list[str] | None:
+def assigned_names(node: ast.stmt) -> list[str] | None:
     """The names a plain assignment binds, or None if it is not one."""
     if isinstance(node, ast.Assign):
         targets = node.targets
@@ -124,7 +126,7 @@ def _targets(node: ast.stmt) -> list[str] | None:
 
 def _simple_import_block(body: list[ast.stmt], modules: frozenset) -> bool:
     ok = (ast.Import, ast.ImportFrom, ast.Pass, ast.FunctionDef, ast.ClassDef)
-    return all(isinstance(s, ok) or (_targets(s) is not None and _safe_value(s.value, modules))
+    return all(isinstance(s, ok) or (assigned_names(s) is not None and _safe_value(s.value, modules))
                or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)) for s in body)
 
 
@@ -151,7 +153,7 @@ def _classify(node: ast.stmt, modules: frozenset) -> str | None:
             return "hard"
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
         return "hard"
-    if _targets(node) is not None:
+    if assigned_names(node) is not None:
         try:
             return "pure" if _constant(node.value, modules) else None
         except RecursionError:  # nested too deep to inspect: not a plain constant
@@ -174,7 +176,8 @@ def _futures(node: ast.stmt) -> int | None:
     return flags
 
 
-def _reduce(cell: Cell, modules: frozenset) -> None:
+def reduce_cell(cell: Cell, modules: frozenset) -> None:
+    """Mark the statements of ``cell`` that grading keeps (definitions, safe constants, futures)."""
     for i, node in enumerate(cell.tree.body):
         flags = _futures(node)
         if flags is not None:  # hoisted: applied to every cell when it is compiled
@@ -201,7 +204,7 @@ def _assignment_module(node: ast.ImportFrom) -> str | None:
     return mod if mod in STUDENT_MODULES else None
 
 
-def _filter_assignment_import(cell: Cell, i: int, node: ast.ImportFrom, own: set[str]) -> None:
+def filter_assignment_import(cell: Cell, i: int, node: ast.ImportFrom, own: set[str]) -> None:
     """The setup cell as in Jupyter: helpers from the trusted package, the notebook's names its own."""
     target = _assignment_module(node)
     if target is None:
@@ -224,14 +227,15 @@ def _filter_assignment_import(cell: Cell, i: int, node: ast.ImportFrom, own: set
     cell.replaced[i] = new
 
 
-def _bound(node: ast.stmt) -> list[str]:
+def bound_names(node: ast.stmt) -> list[str]:
+    """The names a top-level statement binds in the notebook's namespace (defs, imports, assignments)."""
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return [node.name]
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return [(a.asname or a.name).partition(".")[0] for a in node.names if a.name != "*"]
     if isinstance(node, ast.Try):
-        return [n for s in node.body + [s for h in node.handlers for s in h.body] for n in _bound(s)]
-    return _targets(node) or []
+        return [n for s in node.body + [s for h in node.handlers for s in h.body] for n in bound_names(s)]
+    return assigned_names(node) or []
 
 
 def _span(node: ast.stmt) -> tuple[int, int, int, int]:

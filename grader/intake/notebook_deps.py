@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import builtins
 
-from .notebook_cells import STUDENT_NAMES, Cell, _bound, _targets
+from .notebook_cells import STUDENT_NAMES, Cell, assigned_names, bound_names
 
 MAX_DEPENDENCIES = 200           #: assignments kept because graded code reads them
 
@@ -111,7 +111,8 @@ def _attached_to(node: ast.stmt, classes: set[str]) -> str | None:
     return base if isinstance(value, (ast.Name, ast.Attribute, ast.Lambda)) else None
 
 
-def _keep_attachments(cells: list[Cell], own: set[str]) -> None:
+def keep_attachments(cells: list[Cell], own: set[str]) -> None:
+    """Keep (softly) the statements that attach something to the graded classes (``Linear.f = f``)."""
     for c in cells:
         for i, node in enumerate(c.tree.body):
             if i not in c.kept and _attached_to(node, own):
@@ -131,7 +132,7 @@ def _reads_by_name(cells: list[Cell], own: set[str]) -> dict[str, set[str]]:
                 keys = [node.name] + [n.id for d in node.decorator_list for n in ast.walk(d)
                                       if isinstance(n, ast.Name) and n.id in own]
             elif isinstance(node, ast.Try):
-                keys = _bound(node)
+                keys = bound_names(node)
             elif _attached_to(node, own):
                 keys = [_attached_to(node, own)]
             if keys:
@@ -141,7 +142,7 @@ def _reads_by_name(cells: list[Cell], own: set[str]) -> dict[str, set[str]]:
     return reads
 
 
-def _keep_dependencies(cells: list[Cell], defined: set[str], own: set[str]) -> list[str]:
+def keep_dependencies(cells: list[Cell], defined: set[str], own: set[str]) -> list[str]:
     """Assignments that the graded classes need (``EPS = np.finfo(float).eps`` read by LogSoftmax, directly
     or through a helper it calls); the last one in the notebook wins. Only what graded code can reach:
     a plotting helper that reads ``hist = train(...)`` does not make the training run."""
@@ -150,7 +151,7 @@ def _keep_dependencies(cells: list[Cell], defined: set[str], own: set[str]) -> l
     for cell in cells:
         for i, node in enumerate(cell.tree.body):
             if i not in cell.kept:
-                for name in _targets(node) or ():
+                for name in assigned_names(node) or ():
                     candidates[name] = (cell, i)
     ignore = set(dir(builtins)) | {"__name__", "__file__", "__doc__"}
     notes, seen, queue = [], set(), sorted(STUDENT_NAMES)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from .archives import canonical, is_junk
@@ -30,13 +29,6 @@ MAX_METADATA_BYTES = 16 * 1024 * 1024
 CANVAS = re.compile(r"^(?P<name>[^_]+)(?P<late>_LATE)?_(?P<uid>\d+)(?:_(?P<sub>\d+))?_(?P<file>.+)$")
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assign(?:submission|feedback)_(?P<plugin>[a-z]+)_(?P<rest>.*)$")
 GRADESCOPE_META = "submission_metadata.yml"
-
-
-@dataclass
-class Item:
-    """One entry of the folder as given, for the reconciliation."""
-    name: str
-    path: Path
 
 
 def _plain(entry: Path, **meta) -> Submission:

@@ -32,6 +32,9 @@ class TestResult:
     output: str                   #: feedback text
     causes: tuple[str, ...] = ()  #: named causes of failures, most specific first
     not_attempted: bool = False
+    #: the first failing case's own words, one line (no label, title or hints): what a row's reason
+    #: quotes, so that no stage has to search ``output`` for it (issue 17)
+    detail: str = ""
 
     @property
     def passed(self) -> bool:
