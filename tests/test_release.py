@@ -62,6 +62,20 @@ def test_layout(release):
         (ROOT / "grader/templates/workflows/student-check.yml").read_text()
 
 
+def test_templates_are_package_data():
+    """Every template is declared package data, so a non-editable install of the grader has it too
+    (checked by hand with `pip install . --target DIR`: importlib.resources lists all of them there)."""
+    from fnmatch import fnmatch
+
+    from grader.release.common import template_names
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["grader"]
+    names = template_names()
+    assert {"setup.sh", "run_autograder.sh", "student-README.md", "student-pyproject.toml"} <= set(names)
+    for n in names:
+        assert any(fnmatch(f"release/templates/{n}", g) for g in globs), n
+
+
 def test_no_reference_code(release):
     # whole lines of the reference's forward/backward bodies, anywhere in the release
     snippets = [s.encode() for s in reference_snippets()] + [b"grad_output @ self.W.T"]

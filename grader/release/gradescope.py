@@ -1,15 +1,18 @@
 """The Gradescope autograder bundle (``grader gradescope OUT.zip``).
 
-The zip holds ``setup.sh`` and ``run_autograder`` (``templates/setup.sh``, ``templates/run_autograder.sh``)
-and ``source/``: the whole grader, the reference, the skeleton, MNIST, the rubric and the
-assignment's secret. It is the instructor's: students never see it, so the hidden checks
-(``grader/checks/hidden/``) are in it.
+Gradescope unpacks the zip into ``/autograder/source`` and copies ``run_autograder`` to
+``/autograder/run_autograder``. So the zip holds, at its root: ``setup.sh`` and ``run_autograder``
+(``templates/setup.sh``, ``templates/run_autograder.sh``), which find everything else in
+``$AUTOGRADER_ROOT/source``, and the project: the whole grader, the reference, the skeleton, MNIST,
+``pyproject.toml`` (``setup.sh`` installs it), the rubric and the assignment's secret. It is the
+instructor's: students never see it, so the hidden checks (``grader/checks/hidden/``) are in it.
 """
 from __future__ import annotations
 
 import os
 import re
 import secrets
+import shutil
 import stat
 import tempfile
 import zipfile
@@ -63,18 +66,17 @@ def bundle_files(rubric_bytes: bytes) -> dict[str, tuple[bytes, int]]:
     """Every file of the bundle: zip name -> (content, mode)."""
     files: dict[str, tuple[bytes, int]] = {}
     for pkg in ("assignment", "solutions", "grader"):
-        files.update(_tree_files(ROOT / pkg, f"source/{pkg}"))
+        files.update(_tree_files(ROOT / pkg, pkg))
     for name in MNIST_FILES:
-        files[f"source/data/mnist/{name}"] = ((ROOT / "data" / "mnist" / name).read_bytes(), 0o644)
-    files["source/pyproject.toml"] = ((ROOT / "pyproject.toml").read_bytes(), 0o644)
+        files[f"data/mnist/{name}"] = ((ROOT / "data" / "mnist" / name).read_bytes(), 0o644)
+    files["pyproject.toml"] = ((ROOT / "pyproject.toml").read_bytes(), 0o644)
     readme = ROOT / "README.md"
-    files["source/README.md"] = (readme.read_bytes() if readme.is_file()
-                                 else template("bundle-README.md").encode(), 0o644)
-    files["source/rubric.toml"] = (rubric_bytes, 0o644)
+    files["README.md"] = (readme.read_bytes() if readme.is_file() else template("bundle-README.md").encode(), 0o644)
+    files["rubric.toml"] = (rubric_bytes, 0o644)
     # One secret for the whole assignment, combined in run_autograder with the student and submission
     # ids (--per-student-secret): every submission gets its own hidden cases, and a regrade of it the
     # same ones. The bundle is the instructor's; students never see it.
-    files["source/grader-secret.txt"] = (secrets.token_hex(16).encode() + b"\n", 0o600)
+    files["grader-secret.txt"] = (secrets.token_hex(16).encode() + b"\n", 0o600)
     files["setup.sh"] = (setup_script().encode(), 0o755)
     files["run_autograder"] = (run_autograder_script().encode(), 0o755)
     return files
@@ -101,7 +103,7 @@ def _write_zip(out_zip: Path, files: dict[str, tuple[bytes, int]]) -> None:
 
 
 def build_gradescope_bundle(out_zip: Path, rubric: str | None) -> Path:
-    """Write the Gradescope autograder zip: setup.sh, run_autograder and source/ (the whole project)."""
+    """Write the Gradescope autograder zip: setup.sh, run_autograder and the whole project, at its root."""
     from ..scoring.rubric import DEFAULT, load_rubric
 
     out_zip = Path(out_zip).resolve()
@@ -114,16 +116,21 @@ def build_gradescope_bundle(out_zip: Path, rubric: str | None) -> Path:
 
 
 def extract_bundle(zip_path: Path, dest: Path) -> Path:
-    """Unpack a bundle as Gradescope does (``dest/source``, ``dest/setup.sh``, ...), keeping file modes."""
+    """Lay a bundle out as Gradescope does: the zip unpacked into ``dest/source``, keeping file modes,
+    and ``run_autograder`` copied to ``dest/run_autograder``. Returns ``dest`` (``AUTOGRADER_ROOT``)."""
     dest = Path(dest)
+    source = dest / "source"
     with zipfile.ZipFile(zip_path) as zf:
         for info in zf.infolist():
-            target = dest / info.filename
-            if not target.resolve().is_relative_to(dest.resolve()):
+            target = source / info.filename
+            if not target.resolve().is_relative_to(source.resolve()):
                 raise ReleaseError(f"bad entry {info.filename!r} in {zip_path}")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(zf.read(info))
             mode = (info.external_attr >> 16) & 0o777
             if mode:
                 os.chmod(target, mode)
+    if not (source / "run_autograder").is_file():
+        raise ReleaseError(f"{zip_path} has no run_autograder at its root")
+    shutil.copy2(source / "run_autograder", dest / "run_autograder")
     return dest
