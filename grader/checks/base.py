@@ -83,12 +83,19 @@ class CheckSpec:
 REGISTRY: dict[str, CheckSpec] = {}
 
 
-def check(component: str, title: str, *, owns, public: bool = False):
+def is_hidden_module(module: str) -> bool:
+    """A module of a ``hidden`` package (``grader.checks.hidden.*``): its checks are hidden-only."""
+    return "hidden" in module.split(".")[:-1]
+
+
+def check(component: str, title: str, *, owns, public: bool | None = None):
     """Register ``func`` as the check ``<component>.<name without check_ prefix>``.
 
-    ``owns``: the cause ids this check judges. ``public``: also run on the fixed public cases (every
-    check of this grader is, so that no rule is enforced by hidden cases only, issue 15; the release
-    reads the literal ``public=True`` to decide what students get)."""
+    ``owns``: the cause ids this check judges. Where the check is defined says who sees it: a check
+    in ``grader/checks/<component>.py`` runs on the fixed public cases and on hidden cases, and ships
+    to students; one in ``grader/checks/hidden/`` runs on hidden cases only and never ships (every
+    check of this grader is public, so that no rule is enforced by hidden cases only, issue 15).
+    ``public``, if given, must agree with that place."""
 
     def deco(func):
         name = func.__name__.removeprefix("check_").removeprefix(component.lower() + "_")
@@ -96,7 +103,11 @@ def check(component: str, title: str, *, owns, public: bool = False):
         unknown = sorted(set(owns) - set(CAUSES))
         if unknown:
             raise ValueError(f"check {cid} owns unknown causes {unknown}")
-        REGISTRY[cid] = CheckSpec(cid, component, title, func, public, (func.__doc__ or "").strip().split("\n")[0],
+        is_public = not is_hidden_module(func.__module__)
+        if public is not None and public != is_public:
+            raise ValueError(f"check {cid} says public={public} but is defined in {func.__module__}: public checks "
+                             "go into grader/checks/<component>.py, hidden-only ones into grader/checks/hidden/")
+        REGISTRY[cid] = CheckSpec(cid, component, title, func, is_public, (func.__doc__ or "").strip().split("\n")[0],
                                   frozenset(owns) | RUN_FAILURES)
         return func
 

@@ -18,7 +18,7 @@ occurrence counter" key fragile are avoided on purpose:
   only after a student's answer matched, and it draws random directions from the check's generator,
   so an occurrence counter or a global handle number drifts as soon as one case fails (or only one
   component is checked). Chaining per object does not drift; the recording enumerates the student
-  outcomes that change what the reference is asked (see ``grader/release.py``).
+  outcomes that change what the reference is asked (see ``grader/release/recording.py``).
 * the checks build some inputs with ``exp``/``log``, whose last bit may differ between CPUs and numpy
   builds. Floating values are hashed after rounding the mantissa to 24 bits (float32 precision), so
   a one-ulp difference on the student's machine still finds the recorded answer. Requests that are
