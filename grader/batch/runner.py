@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 from .. import __version__
 from ..intake import Submission, collect
-from ..intake.discover import STUDENT_FILES, folder_name, student_id
+from ..intake.discover import folder_name, student_files, student_id
 from ..intake.roster import Match, RosterSpec, load_roster, match as match_roster
 from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist
 from ..report import render_feedback, render_gradebook, render_summary, write_atomic, write_json
@@ -75,7 +75,7 @@ def fingerprint(sub: Submission) -> str:
     h = hashlib.sha256(sub.kind.encode())
     # os.fsencode, never str.encode: names come from students and need not be UTF-8 (a clone of a
     # repository holding a layers.py link to b"\xff.py" made ``.encode()`` raise for the whole batch).
-    paths = ([base / name for base in (sub.path, sub.path / "assignment") for name in STUDENT_FILES]
+    paths = ([base / name for base in (sub.path, sub.path / "assignment") for name in student_files()]
              if sub.kind == "dir" else [sub.path])
     for p in paths:
         h.update(os.fsencode(p.relative_to(sub.path.parent)) + b"\x00")

@@ -237,9 +237,9 @@ def notebook_modules(raw: bytes | list[dict], name: str) -> tuple[dict[str, str]
 
 
 def notebook_source(raw: bytes, name: str) -> tuple[str, list[str]]:
-    """The module made of a notebook's cells (the ``layers.py`` one) and the notes."""
+    """The module made of a notebook's cells (the first student file's) and the notes."""
     files, notes = notebook_modules(raw, name)
-    return files["layers.py"], notes
+    return next(iter(files.values())), notes
 
 
 def read_notebook(path: Path) -> tuple[dict[str, str], list[str]]:

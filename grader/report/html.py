@@ -21,7 +21,7 @@ from ..scoring.results import SubmissionResult
 from . import charts
 from .atomic import write_atomic
 from .feedback import render_feedback
-from .gradebook import COMPONENTS
+from .gradebook import component_columns
 from .summary import class_statistics
 
 REPORT = "report.html"
@@ -69,7 +69,7 @@ def anonymised_feedback(r: SubmissionResult, alias: str) -> str:
 
 def component_shares(results: list[SubmissionResult]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
-    for c in COMPONENTS:
+    for c in component_columns():
         vals = [100 * s / m for r in results for comp, (s, m) in r.component_scores().items() if comp == c and m > 0]
         if vals:
             out[c] = vals

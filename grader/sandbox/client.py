@@ -260,6 +260,9 @@ class SandboxConfig:
     #: grade even when the machine lacks the layers that hide the grader (no view and no landlock) or
     #: when student code would keep root; the instructor's explicit choice (also GRADER_SANDBOX_ALLOW_WEAK=1)
     allow_weak: bool = False
+    #: class name -> student module, sent to the worker (the assignment spec's, grader/spec.py);
+    #: empty: the current assignment's
+    student_modules: tuple[tuple[str, str], ...] = ()
     #: the import policy: top-level module name -> library name shown in the message (None: default)
     blocked_imports: tuple[tuple[str, str], ...] | None = None
 
@@ -403,6 +406,12 @@ class _Channel:
                 pass
 
 
+def _spec_student_modules() -> dict[str, str]:
+    from ..spec import current_spec
+
+    return current_spec().student_modules
+
+
 class SandboxImpl(_Base):
     """A submission's two files, run in an isolated worker process (restarted after failures)."""
 
@@ -425,6 +434,7 @@ class SandboxImpl(_Base):
         self._prepare_root()
         self._arena = Arena.create()  # inherited by every (re)started worker: see shm.py
         self._imported: set[str] = set()
+        self.student_modules = dict(config.student_modules) or _spec_student_modules()
         #: Every deadline of this submission is in the seconds of this clock: wall time minus the time
         #: the grader and the worker waited for a CPU, so that load does not change verdicts.
         self.clock = LoadClock()
@@ -552,7 +562,7 @@ class SandboxImpl(_Base):
             "runtime_private": policy.private, "uid": self._uid, **on,
         }
         return {"isolation": iso, "package_dir": str(self.package_dir), "work_dir": work, "blocked": blocked,
-                "shm_fd": self._arena.fd}
+                "shm_fd": self._arena.fd, "student_modules": self.student_modules}
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -633,7 +643,7 @@ class SandboxImpl(_Base):
         if not self._alive():
             self._kill()
             self._start()
-        module = STUDENT_MODULES.get(head.get("cls", "")) if head.get("op") == "new" else None
+        module = self.student_modules.get(head.get("cls", "")) if head.get("op") == "new" else None
         if module and module not in self._imported:
             # the file is imported on its own deadline: a slow import (scipy, matplotlib) is not a slow call
             self._imported.add(module)
