@@ -228,6 +228,8 @@ def _check(spec: AssignmentSpec, where: str) -> None:
     for c in spec.components:
         if f"{c.module}.py" not in files:
             raise SpecError(f"{where}: component {c.id} is in {c.module}.py, which is not a student file")
+    if not spec.reference_package and spec.reference_dir is None:
+        raise SpecError(f"{where}: [reference] needs a package (an import name) or a dir")
     if files & set(spec.provided_files):
         raise SpecError(f"{where}: a file cannot be both a student file and a provided one")
 
@@ -258,7 +260,7 @@ def load_spec(path: str | Path) -> AssignmentSpec:
         student_package=str(student.get("package", "assignment")), student_dir=path_of(student, "dir"),
         student_files=_str_list(student, "files", where), provided_files=_str_list(student, "provided", where),
         provided_names=_str_list(student, "provided_names", where),
-        reference_package=str(ref.get("package", "solutions")), reference_dir=path_of(ref, "dir"),
+        reference_package=str(ref.get("package", "")), reference_dir=path_of(ref, "dir"),
         recorded_reference=path_of(ref, "recorded"), check_modules=_str_list(checks, "modules", where),
         rubric=rubric, buggy_dir=path_of(checks, "buggy"), components=components,
         end_to_end=_end_to_end(data, where, {c.id for c in components}))
