@@ -319,6 +319,17 @@ def _budget_record(impl, opts: GradeOptions, t0: float) -> dict:
             "exhausted": bool(getattr(impl, "budget_exhausted", False))}
 
 
+def sandbox_config(opts: GradeOptions) -> SandboxConfig:
+    """The worker's limits, with the rubric's import policy and the assignment's classes and files
+    unless the configuration sets them itself."""
+    cfg = opts.sandbox_config
+    if cfg.blocked_imports is None:
+        cfg = dataclasses.replace(cfg, blocked_imports=opts.rubric.blocked_imports)
+    if not cfg.student_modules:
+        cfg = dataclasses.replace(cfg, student_modules=tuple(opts.spec.student_modules.items()))
+    return cfg
+
+
 def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
     """Grade one submission. Never raises; the result always holds every planned test.
 
@@ -352,12 +363,7 @@ def _grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
 
         t = time.perf_counter()
         if opts.sandbox:
-            cfg = opts.sandbox_config
-            if cfg.blocked_imports is None:  # the rubric's import policy
-                cfg = dataclasses.replace(cfg, blocked_imports=rubric.blocked_imports)
-            if not cfg.student_modules:  # the assignment's classes and files
-                cfg = dataclasses.replace(cfg, student_modules=tuple(opts.spec.student_modules.items()))
-            impl = SandboxImpl(prepared.package_dir, cfg)
+            impl = SandboxImpl(prepared.package_dir, sandbox_config(opts))
             impl.set_budget(opts.time_budget)  # every request from now on draws from it
             try:
                 impl._start()  # now, so that worker start-up is timed on its own

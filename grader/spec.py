@@ -311,9 +311,14 @@ def activate(path: str | Path | None) -> AssignmentSpec:
 
 @contextlib.contextmanager
 def use_spec(path: str | Path | None):
-    """``with use_spec(path): ...``: that assignment is current inside the block (tests)."""
+    """``with use_spec(path): ...``: that assignment is current inside the block (tests, and options
+    shipped to a process where another one is current). The checks it registered are unregistered
+    at the end, so that code iterating over the whole registry sees only the current assignment's."""
     global _active
+    from .checks.base import REGISTRY
+
     saved, env = _active, os.environ.get(ENV)
+    known, modules = set(REGISTRY), {m for m in sys.modules if m.startswith("_bpg_checks_")}
     try:
         yield activate(path)
     finally:
@@ -322,3 +327,7 @@ def use_spec(path: str | Path | None):
             os.environ.pop(ENV, None)
         else:
             os.environ[ENV] = env
+        for cid in set(REGISTRY) - known:
+            del REGISTRY[cid]
+        for m in {m for m in sys.modules if m.startswith("_bpg_checks_")} - modules:
+            del sys.modules[m]

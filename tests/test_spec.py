@@ -152,6 +152,9 @@ def test_second_assignment_correct_gets_full_marks(scale: Path) -> None:
     header = next(csv.reader(io.StringIO(book)))
     assert header[:6] == ["student", "score", "max_score", "status", "Scale", "reason"]
     assert current_spec() == default_spec()  # use_spec restored the default
+    from grader.checks import REGISTRY
+
+    assert not [c for c in REGISTRY if c.startswith("Scale.")]  # and left the registry as it was
 
 
 def test_second_assignment_buggy_loses_points_on_the_owning_check_with_the_cause(scale: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import builtins
 
-from .notebook_cells import STUDENT_NAMES, Cell, _bound, _targets
+from .notebook_cells import Cell, _bound, _targets, student_names
 
 MAX_DEPENDENCIES = 200           #: assignments kept because graded code reads them
 
@@ -153,7 +153,7 @@ def _keep_dependencies(cells: list[Cell], defined: set[str], own: set[str]) -> l
                 for name in _targets(node) or ():
                     candidates[name] = (cell, i)
     ignore = set(dir(builtins)) | {"__name__", "__file__", "__doc__"}
-    notes, seen, queue = [], set(), sorted(STUDENT_NAMES)
+    notes, seen, queue = [], set(), sorted(student_names())
     while queue and len(notes) < MAX_DEPENDENCIES:
         name = queue.pop()
         if name in seen:
