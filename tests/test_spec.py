@@ -210,3 +210,11 @@ def test_second_assignment_through_the_cli(scale: Path, tmp_path: Path) -> None:
     res = json.loads((out / "buggy" / "results.json").read_text())
     assert {t["tags"][0] for t in res["tests"]} == {"Scale"}
     assert "Scale" in (out / "buggy" / "feedback.md").read_text()
+
+
+def test_an_unreadable_spec_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    from grader.cli import main
+
+    assert main(["--assignment", str(tmp_path / "missing.toml"), "validate"]) == 2
+    assert "cannot read assignment spec" in capsys.readouterr().err
+    assert current_spec() == default_spec()
