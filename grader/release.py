@@ -290,6 +290,11 @@ class Shaker:
 
     def run(self, entry: tuple[str, str] = ENTRY) -> None:
         self.reach_module(entry[0])  # with its always-kept statements (``if __name__ == "__main__"``)
+        from .spec import current_spec
+
+        for name in current_spec().check_modules:  # imported by name from the assignment spec
+            if not name.endswith(".py"):
+                self.reach_module(name)
         self._queue.append(entry)
         while self._queue:
             self.reach_symbol(*self._queue.pop())
@@ -646,6 +651,10 @@ def build_release(out: Path) -> Path:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text, encoding="utf-8")
         (stage / "grader" / "scoring" / "default_rubric.toml").write_text(_public_rubric_toml(), encoding="utf-8")
+        from .spec import DEFAULT_PATH
+
+        (stage / "grader" / "assignments").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DEFAULT_PATH, stage / "grader" / "assignments" / DEFAULT_PATH.name)  # the assignment spec
         record_public_reference(stage / "grader" / RECORDING)
         _copy_tree(ROOT / "assignment", stage / "assignment")
         _copy_notebooks(stage / "notebooks")
