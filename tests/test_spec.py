@@ -210,6 +210,8 @@ def test_second_assignment_through_the_cli(scale: Path, tmp_path: Path) -> None:
     res = json.loads((out / "buggy" / "results.json").read_text())
     assert {t["tags"][0] for t in res["tests"]} == {"Scale"}
     assert "Scale" in (out / "buggy" / "feedback.md").read_text()
+    for name in ("summary.md", "report.html", "gradebook.csv"):  # nothing of the default homework shows
+        assert not re.search(r"MNIST|Linear|LogSoftmax|layers\.py", (out / name).read_text(encoding="utf-8")), name
 
 
 def test_an_unreadable_spec_is_a_usage_error(tmp_path: Path, capsys) -> None:

@@ -21,6 +21,7 @@ from ..scoring.results import SubmissionResult
 from . import charts
 from .atomic import write_atomic
 from .feedback import render_feedback
+from ..spec import current_spec
 from .gradebook import component_columns
 from .summary import class_statistics
 
@@ -178,12 +179,13 @@ def render_report(results: list[SubmissionResult], record: dict) -> str:
         parts += ["<h2>Status</h2>", _figure("status", charts.status_bars(status), "Submissions per status."),
                   _table(["status", "submissions"], [[esc(s), esc(v)] for s, v in status.items()], numeric={1})]
     parts += ["<h2>Most common named causes</h2>", _causes_section(cause_rows)]
-    parts += ["<h2>MNIST accuracy</h2>"]
-    if accs:
-        parts.append(_figure("mnist", charts.mnist_accuracy(accs, ref),
-                             "Test accuracy of each submission; the red line is the reference under the same protocol."))
-    else:
-        parts.append("<p>The MNIST tests were not run in this batch (<code>--no-mnist</code> or <code>--public-only</code>).</p>")
+    if current_spec().end_to_end:  # an assignment without end-to-end tests has no such section
+        parts += ["<h2>MNIST accuracy</h2>"]
+        if accs:
+            parts.append(_figure("mnist", charts.mnist_accuracy(accs, ref),
+                                 "Test accuracy of each submission; the red line is the reference under the same protocol."))
+        else:
+            parts.append("<p>The MNIST tests were not run in this batch (<code>--no-mnist</code> or <code>--public-only</code>).</p>")
     parts += ["<h2>Slowest submissions</h2>", _slowest_section(results), "<h2>Run record</h2>",
               _record_section(record, len(results))]
     if cause_rows:
