@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .spec import SpecError, activate, current_spec
 
 EXIT_OK, EXIT_FAIL_UNDER, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -316,6 +317,9 @@ def _add_grade_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="grader", description="Grade backprop-by-hand submissions.")
     ap.add_argument("--version", action="version", version=f"grader {__version__}")
+    ap.add_argument("--assignment", metavar="SPEC.toml",
+                    help="the assignment spec to grade (default: $GRADER_ASSIGNMENT, else the built-in homework; "
+                         "see README 'Assignment spec')")
     sub = ap.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("grade", help="grade one submission or a folder of them")
@@ -339,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="students: run the public checks on your assignment/ folder")
     c.add_argument("path", nargs="?", default=None, help="your assignment folder (default: ./assignment)")
-    c.add_argument("--component", help="only this component (Linear, ReLU, LogSoftmax, NLLLoss, LogisticRegression)")
+    c.add_argument("--component", help=f"only this component ({', '.join(current_spec().component_ids)})")
     c.add_argument("--format", choices=("text", "github", "classroom"), default="text")
     c.set_defaults(func=cmd_check)
 
@@ -373,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
         args = ap.parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    try:
+        if args.assignment:
+            activate(args.assignment)
+    except (SpecError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -18,17 +18,21 @@ from pathlib import Path
 
 from .checks import REGISTRY, run_check
 from .checks.base import CheckResult
-from .checks.mnist import (LOGREG, MLP, NETWORK_CLASSES, MnistRun, Protocol, datasets, flag_for_review,
-                           reference_cache, train_and_score)
+from .checks.mnist import MnistRun, Protocol, datasets, flag_for_review, reference_cache, train_and_score
 from .diagnosis.explain import explain, sanitize
 from .diagnosis.attribution import attribute_mnist
 from .diagnosis.causes import CAUSES
 from .hidden_text import HiddenTextCap
 from .intake import IntakeError, Submission, prepare
+from .reference import reference_impl as _spec_reference_impl
 from .sandbox.client import LocalImpl, SandboxConfig, SandboxImpl, StudentError
 from .scoring import Rubric, SubmissionResult, TestResult, load_rubric
+from .spec import AssignmentSpec, active_path, current_spec, default_spec, load_spec, spec_for, use_spec
 
-PROTOCOLS: dict[str, Protocol] = {MLP.component: MLP, LOGREG.component: LOGREG}
+
+def protocols(spec: AssignmentSpec | None = None) -> dict[str, Protocol]:
+    """End-to-end test id -> its training protocol, for the assignment (default: the current one)."""
+    return spec_for(None).protocols() if spec is None else spec.protocols()
 
 
 @dataclass(frozen=True)
@@ -51,29 +55,27 @@ class GradeOptions:
     #: a probe submission then learns nothing about anyone else's hidden cases.
     per_student_secret: bool = False
     attempt: str = ""
+    #: The assignment spec file (issue 17); None: the default homework. Defaults to the one activated
+    #: in this process (``grader --assignment``), and travels with the options to other processes.
+    assignment: str | None = field(default_factory=active_path)
+
+    @property
+    def spec(self) -> AssignmentSpec:
+        return load_spec(self.assignment) if self.assignment else default_spec()
 
     @property
     def rubric(self) -> Rubric:
-        return _rubric(self.rubric_path)
+        return _rubric(self.rubric_path, self.spec)
 
 
 @lru_cache(maxsize=4)
-def _rubric(path):
-    return load_rubric(path)
+def _rubric(path, spec):
+    return load_rubric(path, spec)
 
 
-@lru_cache(maxsize=1)
-def reference_impl() -> LocalImpl:
-    try:
-        import solutions  # noqa: F401
-    except ImportError:  # the student release: no solutions/, the public checks replay recorded answers
-        from .sandbox.recorded import RecordedImpl
-
-        return RecordedImpl.load(Path(__file__).resolve().parent / "checks" / "public_reference.npz")
-    import solutions.layers
-    import solutions.logistic_regression
-
-    return LocalImpl.from_modules(solutions.layers, solutions.logistic_regression, label="reference")
+def reference_impl(spec: AssignmentSpec | None = None) -> LocalImpl:
+    """The reference of the assignment (default: the current one); see :mod:`grader.reference`."""
+    return _spec_reference_impl(spec)
 
 
 @lru_cache(maxsize=2)
@@ -82,17 +84,17 @@ def mnist_data(root):
     return datasets(root)
 
 
-def reference_mnist(secret: str, data_root: str | None = None) -> dict:
+def reference_mnist(secret: str, data_root: str | None = None, spec: AssignmentSpec | None = None) -> dict:
     """Accuracy, time and per-step gradient norms of the reference under each protocol and this
     secret: computed once per secret and protocol, then read from a cache on disk (batches, resumes)."""
     from threadpoolctl import threadpool_limits
 
     out = {}
-    for comp, p in PROTOCOLS.items():
+    for comp, p in protocols(spec).items():
         with reference_cache(secret, p, data_root) as cache:
             if cache.value is None:
                 with threadpool_limits(1):  # the same single BLAS thread as a worker, and deterministic sums
-                    run = train_and_score(reference_impl(), p, mnist_data(data_root)[p.kind], secret=secret)
+                    run = train_and_score(reference_impl(spec), p, mnist_data(data_root)[p.kind], secret=secret)
                 if run.error is not None:
                     raise RuntimeError(f"the reference failed its own {comp} test: {run.error}")
                 cache.value = {"accuracy": run.accuracy, "seconds": round(run.seconds, 3),
@@ -167,8 +169,7 @@ def score_check(p: Planned, res: CheckResult, rubric: Rubric) -> TestResult:
                       detail=sanitize(first.detail, 300, one_line=True) if first else "")
 
 
-def _score_mnist(p: Planned, run: MnistRun, ref: dict, rubric: Rubric) -> TestResult:
-    proto = PROTOCOLS[p.component]
+def _score_mnist(p: Planned, run: MnistRun, ref: dict, rubric: Rubric, proto: Protocol) -> TestResult:
     rule = rubric.mnist[p.component]
     desc = (f"Protocol: {proto.kind}{' 784-%d-10' % proto.hidden if proto.kind == 'mlp' else ' on digits %d vs %d' % proto.digits}, "
             f"{proto.epochs} epoch(s), batch {proto.batch_size}, learning rate {proto.lr}, SGD by the grader.")
@@ -220,9 +221,9 @@ def row_status(tests: list[TestResult]) -> tuple[str, str]:
 def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: SubmissionResult, *,
               reference=None) -> SubmissionResult:
     """Checks, then MNIST tests, on an implementation (sandboxed or in-process), scored into ``result``."""
-    rubric = opts.rubric
+    rubric, spec = opts.rubric, opts.spec
     t = time.perf_counter()
-    ref = reference or reference_impl()
+    ref = reference or reference_impl(spec)
     secret = hidden_secret(opts, result.student)
     tests: dict[tuple[str, str], TestResult] = {}
     for p in planned:
@@ -232,12 +233,14 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
                             secret=secret if hidden else None)
             tests[(p.check, p.visibility)] = score_check(p, res, rubric)
     result.timings["checks"] = round(time.perf_counter() - t, 4)
+    protos = protocols(spec) if any(p.check not in REGISTRY for p in planned) else {}
+    trains = {e.id: e.trains for e in spec.end_to_end}
     for p in planned:
-        if p.check not in PROTOCOLS:
+        if p.check not in protos:
             continue
         t = time.perf_counter()
-        proto = PROTOCOLS[p.check]
-        ref_stats = opts.reference_mnist.get(p.check) or reference_mnist(opts.secret, opts.data_root)[p.check]
+        proto = protos[p.check]
+        ref_stats = opts.reference_mnist.get(p.check) or reference_mnist(opts.secret, opts.data_root, spec)[p.check]
         budget = max(proto.min_budget, proto.time_factor * ref_stats["seconds"])
         run = train_and_score(impl, proto, mnist_data(opts.data_root)[proto.kind], secret=opts.secret, budget=budget,
                               reference=ref_stats)
@@ -245,13 +248,13 @@ def run_tests(impl, opts: GradeOptions, planned: list[Planned], result: Submissi
             run.error.cause = "timeout"
             run.error.detail = (f"not trained: the submission's total time budget of {opts.time_budget:g} s ran out "
                                 "(every call, the training data and training draw from it)")
-        own = [t for t in tests.values() if t.component in NETWORK_CLASSES[proto.kind]]
+        own = [t for t in tests.values() if t.component in trains[p.check]]
         layers_ok = bool(own) and all(t.score >= t.max_score - 1e-9 for t in own)
         result.mnist[p.check] = flag_for_review(run, layers_ok).summary(ref_stats)
         result.timings[p.check] = round(time.perf_counter() - t, 4)
-        tests[(p.check, p.visibility)] = _score_mnist(p, run, ref_stats, rubric)
+        tests[(p.check, p.visibility)] = _score_mnist(p, run, ref_stats, rubric, proto)
     result.tests = [tests[(p.check, p.visibility)] for p in planned]
-    attribute_mnist(result)  # a failing MNIST test names the component checks' cause (issue 15)
+    attribute_mnist(result, spec)  # a failing MNIST test names the component checks' cause (issue 15)
     result.status, result.reason = row_status(result.tests)
     return result
 
@@ -270,10 +273,7 @@ def _open_impl(package_dir: Path, opts: GradeOptions):
     on its own, and drawing on the submission's time budget) or, unsandboxed, in-process."""
     if not opts.sandbox:
         return LocalImpl.from_package_dir(package_dir)
-    cfg = opts.sandbox_config
-    if cfg.blocked_imports is None:  # the rubric's import policy
-        cfg = dataclasses.replace(cfg, blocked_imports=opts.rubric.blocked_imports)
-    impl = SandboxImpl(package_dir, cfg)
+    impl = SandboxImpl(package_dir, sandbox_config(opts))
     impl.set_budget(opts.time_budget)  # every request from now on draws from it
     try:
         impl._start()  # no public start in grader/sandbox/client.py yet (issue 17: listed, not edited)
@@ -304,6 +304,15 @@ def _grader_failed(result: SubmissionResult, planned: list[Planned], exc: Except
     order = {(p.check, p.visibility): i for i, p in enumerate(planned)}
     result.tests.sort(key=lambda x: order.get((x.check, x.visibility), 0))
     return result
+def sandbox_config(opts: GradeOptions) -> SandboxConfig:
+    """The worker's limits, with the rubric's import policy and the assignment's classes and files
+    unless the configuration sets them itself."""
+    cfg = opts.sandbox_config
+    if cfg.blocked_imports is None:
+        cfg = dataclasses.replace(cfg, blocked_imports=opts.rubric.blocked_imports)
+    if not cfg.student_modules:
+        cfg = dataclasses.replace(cfg, student_modules=tuple(opts.spec.student_modules.items()))
+    return cfg
 
 
 def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
@@ -311,6 +320,13 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
 
     A failure of the grader itself (an exception here, memory running out) is status ``infra``:
     the runner retries it in a fresh process, and a resumed run grades it again."""
+    if opts.spec != current_spec():  # options shipped to a process where another assignment is current
+        with use_spec(opts.assignment):
+            return _grade_submission(sub, opts)
+    return _grade_submission(sub, opts)
+
+
+def _grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
     rubric = opts.rubric
     planned = plan(rubric, public_only=opts.public_only, mnist=opts.mnist)
     result = SubmissionResult(student=sub.student, status="ok", source=sub.path.name,

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .checks import COMPONENTS, REGISTRY, CheckResult, run_check
+from .checks import REGISTRY, CheckResult, run_check
 from .diagnosis.causes import SYMPTOMS
 from .diagnosis.explain import explain
 from .report.feedback import cause_overview, summarize_causes
@@ -18,6 +18,7 @@ from .intake import Submission
 from .intake.discover import is_submission_dir
 from .intake.extract import prepare
 from .sandbox.client import SandboxConfig, SandboxImpl
+from .spec import current_spec
 
 FOOTER = ("These were the public checks, on fixed inputs. When your submission is graded, hidden checks run "
           "the same checks again on other shapes and values, and the MNIST training tests run as well: every "
@@ -39,7 +40,9 @@ def run_public(path: str | Path | None = None, component: str | None = None) -> 
     from .pipeline import reference_impl
 
     folder = Path(path) if path else _default_path()
-    specs = [s for s in REGISTRY.values() if s.public and (component is None or s.component == component)]
+    ids = current_spec().component_ids
+    specs = [s for s in REGISTRY.values()
+             if s.component in ids and s.public and (component is None or s.component == component)]
     scratch = Path(tempfile.mkdtemp(prefix="bpg-check-"))
     try:
         prepared = prepare(Submission("you", folder, "dir"), scratch)
@@ -58,7 +61,7 @@ def format_results(results: list[CheckResult]) -> str:
              if not r.passed and not r.not_attempted and r.causes]
     lines = cause_overview(summarize_causes(items), md=False, points=False)
     shown: dict[tuple, str] = {}
-    for comp in COMPONENTS:
+    for comp in current_spec().component_ids:
         rs = [r for r in results if r.component == comp]
         if not rs:
             continue
@@ -81,8 +84,8 @@ def format_results(results: list[CheckResult]) -> str:
 
 def check(component: str | None = None, path: str | Path | None = None) -> list[CheckResult]:
     """For notebooks: run the public checks of one component (or all) and print readable feedback."""
-    if component is not None and component not in COMPONENTS:
-        raise ValueError(f"unknown component {component!r}; choose one of {', '.join(COMPONENTS)}")
+    if component is not None and component not in current_spec().component_ids:
+        raise ValueError(f"unknown component {component!r}; choose one of {', '.join(current_spec().component_ids)}")
     if path is None and "assignment" in sys.modules and getattr(sys.modules["assignment"], "__file__", None):
         path = Path(sys.modules["assignment"].__file__).resolve().parent  # what the notebook imported
     results = run_public(path, component)
@@ -91,8 +94,8 @@ def check(component: str | None = None, path: str | Path | None = None) -> list[
 
 
 def check_path(path: str | None, *, component: str | None = None, fmt: str = "text") -> int:
-    if component is not None and component not in COMPONENTS:
-        print(f"error: unknown component {component!r}; choose one of {', '.join(COMPONENTS)}", file=sys.stderr)
+    if component is not None and component not in current_spec().component_ids:
+        print(f"error: unknown component {component!r}; choose one of {', '.join(current_spec().component_ids)}", file=sys.stderr)
         return 2
     folder = Path(path) if path else _default_path()
     if not folder.exists():

@@ -20,14 +20,10 @@ from pathlib import Path
 
 from .checks import REGISTRY
 from .diagnosis.causes import SYMPTOMS
-from .pipeline import GradeOptions, plan, reference_impl, reference_mnist, run_tests
-from .sandbox.client import LocalImpl
+from .pipeline import GradeOptions, plan, reference_mnist, run_tests
+from .reference import package_dir, reference_impl, skeleton_impl, variant_impl
 from .scoring import SubmissionResult
-from .sandbox.worker import STUDENT_MODULES
-
-ROOT = Path(__file__).resolve().parent.parent
-MNIST_OF = {"Linear": "MNIST-MLP", "ReLU": "MNIST-MLP", "LogSoftmax": "MNIST-MLP", "NLLLoss": "MNIST-MLP",
-            "LogisticRegression": "MNIST-LogReg"}
+from .spec import current_spec
 
 
 #: variants allowed to lose hidden points without failing any public check, and why
@@ -82,23 +78,13 @@ def load_variant(path: Path):
     return mod
 
 
-def variant_impl(mod) -> LocalImpl:
-    import solutions.layers as L
-    import solutions.logistic_regression as LR
-
-    classes = {name: getattr(L if STUDENT_MODULES[name] == "layers" else LR, name) for name in STUDENT_MODULES}
-    for name in STUDENT_MODULES:
-        if isinstance(getattr(mod, name, None), type):
-            classes[name] = getattr(mod, name)
-    return LocalImpl(classes, label=f"variant {mod.__name__}")
-
-
-def _grade(impl, opts, *, mnist_only: str | None = None) -> SubmissionResult:
-    """All tests; with ``mnist_only``, the other MNIST test is left out (a variant of one class
-    cannot change a network it is not part of, and each training run costs about a second)."""
+def _grade(impl, opts, *, component: str | None = None) -> SubmissionResult:
+    """All tests; with ``component``, only the end-to-end test its class takes part in (a variant of
+    one class cannot change a network it is not part of, and each training run costs about a second)."""
     planned = plan(opts.rubric, public_only=False, mnist=opts.mnist)
-    if mnist_only:
-        planned = [p for p in planned if not p.check.startswith("MNIST-") or p.check == mnist_only]
+    if component:
+        own = opts.spec.trained_by.get(component)
+        planned = [p for p in planned if p.check in REGISTRY or p.check == own]
     return run_tests(impl, opts, planned, SubmissionResult("validate", "ok"))
 
 
@@ -119,10 +105,10 @@ def _variant_row(name: str, mod, opts: GradeOptions) -> Row:
     """Grade one known-buggy variant and say whether it was treated as the catalogue requires."""
     comp, cause = mod.COMPONENT, mod.CAUSE
     accepted = {cause, *getattr(mod, "ALSO", ())} - SYMPTOMS
-    r = _grade(variant_impl(mod), opts, mnist_only=MNIST_OF[comp])
+    r = _grade(variant_impl(mod, opts.spec), opts, component=comp)
     lost = _lost(r)
     comp_causes = sorted({c for t in r.tests if t.component == comp for c in t.causes})
-    allowed = {comp, MNIST_OF[comp]}
+    allowed = {comp, opts.spec.trained_by.get(comp, comp)}
     why = []
     if cause in SYMPTOMS:
         why.append(f"declared cause {cause!r} is a symptom class, not a named cause")
@@ -147,30 +133,28 @@ def _validate(*, secret: str, fixtures: str | None, sandbox: bool, verbose: bool
     with threadpool_limits(1):
         refm = reference_mnist(secret) if mnist else {}
     opts = GradeOptions(secret=secret, reference_mnist=refm, mnist=mnist)
+    spec = opts.spec
     rows: list[Row] = []
 
-    ref = _grade(reference_impl(), opts)
+    ref = _grade(reference_impl(spec), opts)
     rows.append(Row("reference (in-process)", "full marks", ref.score, ref.max_score, _lost(ref),
                     sorted({c for t in ref.tests for c in t.causes}), ref.score == ref.max_score))
     if sandbox:
         from .intake import Submission
         from .pipeline import grade_submission
 
-        sr = grade_submission(Submission("reference", ROOT / "solutions", "dir"), opts)
+        sr = grade_submission(Submission("reference", package_dir(spec, "reference"), "dir"), opts)
         rows.append(Row("reference (sandbox)", "full marks", sr.score, sr.max_score, _lost(sr),
                         sorted({c for t in sr.tests for c in t.causes}), sr.score == sr.max_score))
 
-    import assignment.layers as SL
-    import assignment.logistic_regression as SLR
-
-    sk = _grade(LocalImpl.from_modules(SL, SLR), opts)
+    sk = _grade(skeleton_impl(spec), opts)
     not_att = all(t.not_attempted or "not_attempted" in t.causes for t in sk.tests)
     rows.append(Row("skeleton", "zero, not attempted", sk.score, sk.max_score, _lost(sk),
                     sorted({c for t in sk.tests for c in t.causes}), sk.score == 0 and not_att and sk.status == "ok",
                     "" if not_att else "some test not reported as not attempted"))
 
-    folder = Path(fixtures) if fixtures else ROOT / "tests" / "fixtures" / "buggy"
-    for path in sorted(folder.glob("*.py")):
+    folder = Path(fixtures) if fixtures else spec.buggy_dir
+    for path in sorted(folder.glob("*.py")) if folder else []:
         if path.name.startswith("_"):
             continue
         try:
@@ -180,10 +164,10 @@ def _validate(*, secret: str, fixtures: str | None, sandbox: bool, verbose: bool
             continue
         rows.append(_variant_row(path.stem, mod, opts))
 
-    return _print_table(rows, sandbox, out)
+    return _print_table(rows, sandbox, out, spec.component_ids)
 
 
-def _print_table(rows: list[Row], sandbox: bool, out) -> int:
+def _print_table(rows: list[Row], sandbox: bool, out, components: tuple[str, ...]) -> int:
     width = max(len(r.name) for r in rows)
     print(f"{'implementation':<{width}}  {'score':>11}  {'ok':<4} expected / lost / named", file=out)
     for r in rows:
@@ -195,7 +179,7 @@ def _print_table(rows: list[Row], sandbox: bool, out) -> int:
     bad = [r for r in rows if not r.ok]
     n_var = len(rows) - (3 if sandbox else 2)
     print("\nper component: known-buggy variants, caught (points lost there) and named (its cause given)", file=out)
-    for comp in MNIST_OF:
+    for comp in components:
         vs = [r for r in rows if r.component == comp]
         caught = sum(comp in r.lost for r in vs)
         print(f"  {comp:<20} {len(vs):>3} variants, {caught:>3} caught, {sum(r.named for r in vs):>3} named", file=out)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..intake import Submission
-from ..intake.discover import STUDENT_FILES
+from ..intake.discover import student_files
 from ..pipeline import GradeOptions
 from ..report.text import hash_bytes
 
@@ -39,7 +39,7 @@ def fingerprint(sub: Submission) -> str:
     h = hashlib.sha256(sub.kind.encode())
     # os.fsencode, never str.encode: names come from students and need not be UTF-8 (a clone of a
     # repository holding a layers.py link to b"\xff.py" made ``.encode()`` raise for the whole batch).
-    paths = ([base / name for base in (sub.path, sub.path / "assignment") for name in STUDENT_FILES]
+    paths = ([base / name for base in (sub.path, sub.path / "assignment") for name in student_files()]
              if sub.kind == "dir" else [sub.path])
     for p in paths:
         h.update(os.fsencode(p.relative_to(sub.path.parent)) + b"\x00")

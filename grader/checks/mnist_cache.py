@@ -15,10 +15,12 @@ class reference_cache:
         from pathlib import Path
 
         from .. import __version__
+        from ..spec import current_spec
 
         h = hashlib.sha256(f"{secret}\x00{p!r}\x00{__version__}\x00".encode())
-        sol = Path(__file__).resolve().parents[2] / "solutions"
-        for name in ("layers.py", "logistic_regression.py"):
+        spec = current_spec()
+        sol = spec.reference_dir or spec.root / spec.reference_package
+        for name in spec.student_files:
             try:
                 h.update((sol / name).read_bytes())
             except OSError:

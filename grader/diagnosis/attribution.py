@@ -17,9 +17,14 @@ from dataclasses import replace
 
 from .causes import CAUSES, SYMPTOMS
 
-NETWORK = {"MNIST-MLP": ("Linear", "ReLU", "LogSoftmax", "NLLLoss"), "MNIST-LogReg": ("LogisticRegression",)}
 #: MNIST causes that only describe what happened to training, replaced by the component's cause
 TRAINING_SYMPTOMS = SYMPTOMS | {"inconsistent_training", "not_learning", "wrong_type", "wrong_dtype", "not_finite"}
+def _network(spec) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """End-to-end test id -> the components its network is made of, and every component id."""
+    from ..spec import current_spec
+
+    spec = spec or current_spec()
+    return {e.id: e.trains for e in spec.end_to_end}, spec.component_ids
 
 
 def component_causes(tests, component: str) -> list[str]:
@@ -50,8 +55,8 @@ def _what_happened(test, info: dict) -> str:
     return "training failed"
 
 
-def _blame(test, info: dict, tests) -> tuple[str, list[str]] | None:
-    comps = NETWORK.get(test.component, ())
+def _blame(test, info: dict, tests, network, all_ids) -> tuple[str, list[str]] | None:
+    comps = network.get(test.component, ())
     named = info.get("component") if info.get("component") in comps else None
     if named and component_causes(tests, named):
         return named, component_causes(tests, named)
@@ -63,11 +68,12 @@ def _blame(test, info: dict, tests) -> tuple[str, list[str]] | None:
     return max(ranked, key=lambda x: lost[x[0]])
 
 
-def attribute_mnist(result) -> None:
+def attribute_mnist(result, spec=None) -> None:
     """Rewrite each failing MNIST test of ``result`` (a SubmissionResult) to name its cause, in place."""
     out = []
+    network, all_ids = _network(spec)
     for t in result.tests:
-        if t.component not in NETWORK or t.passed:
+        if t.component not in network or t.passed:
             out.append(t)
             continue
         info = (result.mnist or {}).get(t.component) or {}
@@ -77,7 +83,7 @@ def attribute_mnist(result) -> None:
         if "inconsistent_training" in t.causes and not first_batch:
             out.append(t)  # a replay that does not reproduce: tampering or hidden state, left as it is
             continue
-        blame = _blame(t, info, result.tests)
+        blame = _blame(t, info, result.tests, network, all_ids)
         if blame is None:
             out.append(t)
             continue

@@ -26,7 +26,13 @@ from pathlib import Path
 
 from ..scoring.results import SubmissionResult
 
-ORDER = ("Linear", "ReLU", "LogSoftmax", "NLLLoss", "LogisticRegression", "MNIST-MLP", "MNIST-LogReg")
+
+
+def _order() -> tuple[str, ...]:
+    """The gradebook's column order, from the assignment spec."""
+    from ..spec import current_spec
+
+    return current_spec().test_ids
 
 
 def _clean(text: str) -> str:
@@ -40,7 +46,8 @@ def _clean(text: str) -> str:
 
 def runner_result(r: SubmissionResult) -> dict:
     comps = r.component_scores()
-    order = sorted(comps, key=lambda c: ORDER.index(c) if c in ORDER else 99)
+    columns = _order()
+    order = sorted(comps, key=lambda c: columns.index(c) if c in columns else 99)
     tests = []
     for comp in order:
         score, top = comps[comp]

@@ -86,7 +86,9 @@ def _entry(e: dict, where: str) -> Override:
         raise OverrideError(f"{where}: adjust needs a component; to change the total, give score")
     comp = e.get("component")
     if comp is not None and (not isinstance(comp, str) or not comp):
-        raise OverrideError(f"{where}: component must be a component id such as 'Linear'")
+        from ..spec import current_spec
+
+        raise OverrideError(f"{where}: component must be a component id such as {current_spec().component_ids[0]!r}")
     if not isinstance(e.get("visible", False), bool):
         raise OverrideError(f"{where}: visible must be true or false")
     return Override(e["student"], comp, float(e["adjust"]) if "adjust" in e else None,

@@ -12,7 +12,7 @@ become a link, an image or HTML.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 VISIBILITIES = ("visible", "after_published", "after_due_date", "hidden")  #: least to most restrictive
 KEYS = {"public", "hidden", "stdout", "score"}
@@ -21,6 +21,18 @@ LEADERBOARD_KEYS = {"enabled", "accuracy", "training_time", "component"}
 
 class VisibilityError(ValueError):
     pass
+
+
+def _end_to_end_ids(spec=None) -> tuple[str, ...]:
+    from ..spec import current_spec
+
+    return (spec or current_spec()).end_to_end_ids
+
+
+def _default_board(spec=None) -> str:
+    """The leaderboard's test by default: the assignment's first end-to-end test (if any)."""
+    ids = _end_to_end_ids(spec)
+    return ids[0] if ids else ""
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,7 @@ class Presentation:
     leaderboard: bool = False
     board_accuracy: bool = True
     board_time: bool = True
-    board_component: str = "MNIST-MLP"
+    board_component: str = field(default_factory=_default_board)
 
     def test(self, kind: str) -> str:
         return self.public if kind == "public" else self.hidden
@@ -41,7 +53,7 @@ class Presentation:
 DEFAULT = Presentation()
 
 
-def parse_presentation(vis: dict | None, board: dict | None, where: str) -> Presentation:
+def parse_presentation(vis: dict | None, board: dict | None, where: str, spec=None) -> Presentation:
     vis, board = vis or {}, board or {}
     for name, table, keys in (("visibility", vis, KEYS), ("leaderboard", board, LEADERBOARD_KEYS)):
         unknown = sorted(set(table) - keys)
@@ -54,9 +66,10 @@ def parse_presentation(vis: dict | None, board: dict | None, where: str) -> Pres
     for k in ("enabled", "accuracy", "training_time"):
         if k in board and not isinstance(board[k], bool):
             raise VisibilityError(f"{where} [leaderboard]: {k} must be true or false")
-    comp = board.get("component", "MNIST-MLP")
-    if comp not in ("MNIST-MLP", "MNIST-LogReg"):
-        raise VisibilityError(f"{where} [leaderboard]: component must be MNIST-MLP or MNIST-LogReg")
+    ids = _end_to_end_ids(spec)
+    comp = board.get("component", _default_board(spec))
+    if comp not in ids and (comp or board.get("enabled")):
+        raise VisibilityError(f"{where} [leaderboard]: component must be {' or '.join(ids) or 'an end-to-end test'}")
     return Presentation(vis.get("public", "visible"), vis.get("hidden", "after_due_date"), vis.get("stdout", "hidden"),
                         vis.get("score", "auto"), bool(board.get("enabled", False)), board.get("accuracy", True),
                         board.get("training_time", True), comp)

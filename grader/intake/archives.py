@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .discover import STUDENT_FILES, shown
+from .discover import shown, student_files
 
 MAX_FILE_BYTES = 512 * 1024           #: one student file
 MAX_ENTRIES = 20_000                  #: entries listed in one submission
@@ -74,13 +74,14 @@ def is_junk(name: str) -> bool:
 def canonical(name: str) -> tuple[str, int] | None:
     """Which student file a file name is, and how closely: 0 exact, else a rename a platform or a
     browser makes (``layers-1.py``, ``layers (2).py``, ``Layers.py``), ranked so the latest wins."""
-    if name in STUDENT_FILES:
+    files = student_files()
+    if name in files:
         return name, 0
     m = _VARIANT.match(name)
     if not m:
         return None
     stem = m.group("stem").lower() + ".py"
-    if stem not in STUDENT_FILES:
+    if stem not in files:
         return None
     n = m.group("n") or m.group("p")
     return stem, (1000 - int(n)) if n else 1001

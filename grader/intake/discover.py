@@ -19,9 +19,26 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STUDENT_FILES = ("layers.py", "logistic_regression.py")
-ACCEPTED = ("a folder, a .zip, .tar, .tar.gz or .tgz archive holding layers.py and logistic_regression.py, "
-            "or an .ipynb notebook")
+
+
+def student_files() -> tuple[str, ...]:
+    """The files taken from a submission: the current assignment spec's (grader/spec.py)."""
+    from ..spec import current_spec
+
+    return current_spec().student_files
+
+
+def files_phrase(joiner: str = "and") -> str:
+    """The student files in a sentence: ``layers.py and logistic_regression.py``."""
+    from ..spec import current_spec
+
+    return current_spec().files_phrase(joiner)
+
+
+def accepted() -> str:
+    """What a submission may be, for messages."""
+    return f"a folder, a .zip, .tar, .tar.gz or .tgz archive holding {files_phrase()}, or an .ipynb notebook"
+
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 OTHER_ARCHIVES = {".rar": "a RAR archive", ".7z": "a 7-Zip archive", ".gz": "a gzip-compressed file",
                   ".bz2": "a bzip2-compressed file", ".xz": "an xz-compressed file", ".zst": "a Zstandard file",
@@ -115,7 +132,7 @@ def folder_name(student: str, taken: set[str]) -> str:
 
 
 def is_submission_dir(path: Path) -> bool:
-    return any((path / f).exists() or (path / "assignment" / f).exists() for f in STUDENT_FILES)
+    return any((path / f).exists() or (path / "assignment" / f).exists() for f in student_files())
 
 
 def classify(path: Path) -> tuple[str, str]:
@@ -123,19 +140,19 @@ def classify(path: Path) -> tuple[str, str]:
     try:
         st = path.lstat()
     except OSError as exc:
-        return "rejected", f"{shown(path.name)} could not be read ({exc.strerror or exc}); accepted: {ACCEPTED}"
+        return "rejected", f"{shown(path.name)} could not be read ({exc.strerror or exc}); accepted: {accepted()}"
     low = path.name.lower()
     if stat.S_ISLNK(st.st_mode):
         return "rejected", (f"{shown(path.name)} is a symbolic link, which is not followed; submit the folder "
-                            f"or file itself ({ACCEPTED})")
+                            f"or file itself ({accepted()})")
     if stat.S_ISDIR(st.st_mode):
         try:
             empty = not any(not e.name.startswith(".") and e.name != "__MACOSX" for e in path.iterdir())
         except OSError as exc:
             return "rejected", f"the folder {shown(path.name)} could not be read ({exc.strerror or exc})"
-        return ("rejected", f"{shown(path.name)} is an empty folder; accepted: {ACCEPTED}") if empty else ("dir", "")
+        return ("rejected", f"{shown(path.name)} is an empty folder; accepted: {accepted()}") if empty else ("dir", "")
     if not stat.S_ISREG(st.st_mode):
-        return "rejected", f"{shown(path.name)} is not a regular file (a pipe, socket or device); accepted: {ACCEPTED}"
+        return "rejected", f"{shown(path.name)} is not a regular file (a pipe, socket or device); accepted: {accepted()}"
     if low.endswith(".zip"):
         return "zip", ""
     if low.endswith(TAR_SUFFIXES):
@@ -146,10 +163,11 @@ def classify(path: Path) -> tuple[str, str]:
     if suffix in OTHER_ARCHIVES:
         what = f"{OTHER_ARCHIVES[suffix]}, a format the grader does not open"
     elif suffix == ".py":
-        what = "a single Python file; a submission needs both layers.py and logistic_regression.py together"
+        what = ("a single Python file; a submission needs both " + files_phrase() + " together"
+                if len(student_files()) > 1 else "a single Python file; submit it in a folder or an archive")
     else:
         what = f"a file of another type ({shown(suffix) or 'no extension'})"
-    return "rejected", f"{shown(path.name)} is {what}. Accepted: {ACCEPTED}."
+    return "rejected", f"{shown(path.name)} is {what}. Accepted: {accepted()}."
 
 
 def finalize(items: list[Submission], warnings: list[str]) -> list[Submission]:

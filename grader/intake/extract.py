@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archives import MAX_FILE_BYTES, IntakeError, listing  # noqa: F401  (re-exported)
-from .discover import STUDENT_FILES, Submission
+from ..spec import current_spec
+from .discover import Submission, shown
 from .locate import read_student_files
 from .notebook import MAX_NOTEBOOK_BYTES, NotebookError, notebook_source, read_notebook  # noqa: F401
 
-PROVIDED = ("module.py", "gradcheck.py")
 
 
 @dataclass
@@ -22,10 +22,14 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-def _trusted_dir() -> Path:
-    import assignment  # the installed, instructor's copy: provided files are identical in it
+def _trusted_dir(spec) -> Path:
+    """The instructor's copy of the student package, where the provided files come from: the spec's
+    folder, or the installed package (the provided files are identical in it)."""
+    if spec.student_dir is not None:
+        return spec.student_dir
+    import importlib
 
-    return Path(assignment.__file__).resolve().parent
+    return Path(importlib.import_module(spec.student_package).__file__).resolve().parent
 
 
 def _from_container(path: Path, kind: str) -> tuple[dict[str, str], dict[str, str], list[str]]:
@@ -53,11 +57,12 @@ def prepare(sub: Submission, scratch_root: Path) -> Prepared:
         files, problems, notes = _from_notebook(sub.path)
     pkg = scratch_root / "assignment"
     pkg.mkdir(parents=True)
-    trusted = _trusted_dir()
-    for name in PROVIDED:
+    spec = current_spec()
+    trusted = _trusted_dir(spec)
+    for name in spec.provided_files:
         shutil.copyfile(trusted / name, pkg / name)
     h = hashlib.sha256()
-    for name in STUDENT_FILES:
+    for name in spec.student_files:
         if name in files:
             text = files[name]
         else:

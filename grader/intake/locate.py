@@ -9,7 +9,7 @@ where the files were found whenever that is not the top or ``assignment/``.
 from __future__ import annotations
 
 from .archives import MAX_FILE_BYTES, MAX_WRAP, Entry, IntakeError, Listing, canonical, is_junk
-from .discover import STUDENT_FILES, shown
+from .discover import files_phrase, shown, student_files
 
 
 def decode_source(name: str, data: bytes) -> str:
@@ -72,6 +72,11 @@ def _candidates(t: _Tree) -> list[tuple[str, ...]]:
     return [d for d in dirs if d + ("assignment",) not in dirs]
 
 
+def _all_files() -> str:
+    n = len(student_files())
+    return "both files" if n == 2 else "its file" if n == 1 else f"all {n} files"
+
+
 def locate(lst: Listing) -> tuple[dict[str, Entry], dict[str, str], list[str]]:
     """(chosen entry per student file, problems per missing file, notes). Raises IntakeError when
     the submission holds no student file at all, or several folders that could be the submission."""
@@ -80,19 +85,19 @@ def locate(lst: Listing) -> tuple[dict[str, Entry], dict[str, str], list[str]]:
     base, level, link = _chain(t)
     if link is not None:
         msg = f"{_where(link.parts)[:-1]} is a symbolic link, which is not followed"
-        return {}, {f: msg for f in STUDENT_FILES}, notes
+        return {}, {f: msg for f in student_files()}, notes
     if base is None:
         cands = _candidates(t)
         if len(cands) > 1:
             listed = "; ".join(_where(c) for c in cands[:8]) + ("; ..." if len(cands) > 8 else "")
             raise IntakeError(f"{shown(lst.label)} holds the student files in {len(cands)} different folders "
                               f"({listed}): it is not clear which one is the submission. Submit one folder "
-                              "with layers.py and logistic_regression.py.")
+                              f"with {files_phrase()}.")
         if not cands:
             seen = sorted({e.parts[0] for e in t.all})
             found = ", ".join(shown(s) for s in seen[:10]) + (", ..." if len(seen) > 10 else "") or "nothing"
-            raise IntakeError(f"{shown(lst.label)} holds no layers.py or logistic_regression.py (found: {found}). "
-                              "A submission holds both files at its top, under assignment/, or in one folder.")
+            raise IntakeError(f"{shown(lst.label)} holds no {files_phrase('or')} (found: {found}). "
+                              f"A submission holds {_all_files()} at its top, under assignment/, or in one folder.")
         base = cands[0]
     chosen = t.student(base)
     other = level if base != level else level + ("assignment",)
@@ -102,7 +107,7 @@ def locate(lst: Listing) -> tuple[dict[str, Entry], dict[str, str], list[str]]:
     if base not in ((), ("assignment",)):
         notes.append(f"student files found under {_where(base)}")
     problems = {}
-    for name in STUDENT_FILES:
+    for name in student_files():
         if name in chosen:
             continue
         elsewhere = [e for e in t.all if e.kind != "dir" and (canonical(e.name) or ("",))[0] == name]

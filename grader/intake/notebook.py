@@ -31,8 +31,8 @@ from pathlib import Path
 
 from . import notebook_json, notebook_runner  # both imported so that every copy of the grader ships them
 from .notebook_json import IN_PROCESS_BYTES, cells_of, slim
-from .notebook_cells import (CELL_MAGIC, GRADED, PYTHON_CELL_MAGICS, STUDENT_NAMES, Cell, bound_names, cell_text,
-                             filter_assignment_import, parse_cell, printable, reduce_cell)
+from .notebook_cells import (CELL_MAGIC, PYTHON_CELL_MAGICS, Cell, bound_names, cell_text, filter_assignment_import,
+                             graded, parse_cell, printable, reduce_cell, student_names)
 from .notebook_deps import keep_attachments, keep_dependencies
 
 MAX_NOTEBOOK_BYTES = 256 << 20   #: the file, outputs included: read once, outputs dropped while parsing
@@ -103,21 +103,21 @@ class Reduced:
     notes: list[str]
 
     def module(self, filename: str, notebook: str) -> str:
-        graded = GRADED[filename]
+        classes = graded()[filename]
         entries = []
         for c in self.cells:
             if c.number in self.texts:
-                defines = sorted(c.bound() & STUDENT_NAMES)
+                defines = sorted(c.bound() & student_names())
                 plain = sorted(c.tree.body[i].lineno for i, kind in c.kept.items() if kind == "pure")
                 entries.append((c.number, self.texts[c.number], tuple(defines), tuple(plain)))
-        broken = [(c.number, c.label, c.error, tuple(sorted(set(_CLASS_LINE.findall(c.source)) & STUDENT_NAMES)))
+        broken = [(c.number, c.label, c.error, tuple(sorted(set(_CLASS_LINE.findall(c.source)) & student_names())))
                   for c in self.cells if c.error]
         return (f"# {filename} made by the grader from the notebook {notebook!r}: the imports, definitions and\n"
                 "# constants of its code cells (CONTRACT.md section 2). Each cell runs under its own name,\n"
                 "# so that a traceback says 'cell 7, line 3' (the runner is grader/intake/notebook_runner.py).\n"
                 "import numpy as np  # before any cell: solution cells may rely on a setup cell not graded\n"
                 f"__grader_cells__ = {entries!r}\n__grader_broken__ = {broken!r}\n"
-                f"__grader_futures__ = {self.futures!r}\n__grader_graded__ = {graded!r}\n"
+                f"__grader_futures__ = {self.futures!r}\n__grader_graded__ = {classes!r}\n"
                 f"exec(compile({RUNNER!r}, '<grader: notebook runner>', 'exec'), globals())\n"
                 "__grader_run__(globals())\ndel __grader_run__\n")
 
@@ -205,7 +205,7 @@ def _broken_notes(cells: list[Cell], defined: set[str], untagged: list) -> list[
         if not c.error:
             continue
         msg, line, _, _ = c.error
-        names = sorted(set(_CLASS_LINE.findall(c.source)) & STUDENT_NAMES)
+        names = sorted(set(_CLASS_LINE.findall(c.source)) & student_names())
         text = f"{c.label} does not parse ({msg}, at its line {line}), so it was not used (Jupyter could not run it either)"
         lost = [n for n in names if n not in defined]
         if lost:
@@ -215,12 +215,12 @@ def _broken_notes(cells: list[Cell], defined: set[str], untagged: list) -> list[
         notes.append(text)
     for c in cells:
         if c.tree is not None:
-            for name in sorted(set(_CLASS_LINE.findall(c.source)) & STUDENT_NAMES - defined):
+            for name in sorted(set(_CLASS_LINE.findall(c.source)) & student_names() - defined):
                 notes.append(f"{name} appears in {c.label} only inside a statement that is not run (an if, for or "
                              "with block): define it at the top level of a cell")
     for n, c in untagged or []:
         src = _source(c) or ""
-        for name in sorted(set(_CLASS_LINE.findall(src)) & STUDENT_NAMES - defined):
+        for name in sorted(set(_CLASS_LINE.findall(src)) & student_names() - defined):
             notes.append(f"{name} is defined in cell {n}, which is not tagged 'solution': only tagged cells are graded")
     return notes
 
@@ -228,7 +228,7 @@ def _broken_notes(cells: list[Cell], defined: set[str], untagged: list) -> list[
 def notebook_modules(raw: bytes | list[dict], name: str) -> tuple[dict[str, str], list[str]]:
     """``{"layers.py": source, "logistic_regression.py": source}`` and notes for the feedback."""
     reduced = reduce_notebook(raw, name)
-    files = {f: reduced.module(f, printable(name, 200)) for f in GRADED}
+    files = {f: reduced.module(f, printable(name, 200)) for f in graded()}
     size = max(len(s.encode("utf-8", "surrogatepass")) for s in files.values())
     if size > MAX_MODULE_BYTES:
         raise NotebookError(f"{printable(name, 200)}: the code kept from its cells is {size} bytes, over the limit of "
@@ -237,9 +237,9 @@ def notebook_modules(raw: bytes | list[dict], name: str) -> tuple[dict[str, str]
 
 
 def notebook_source(raw: bytes, name: str) -> tuple[str, list[str]]:
-    """The module made of a notebook's cells (the ``layers.py`` one) and the notes."""
+    """The module made of a notebook's cells (the first student file's) and the notes."""
     files, notes = notebook_modules(raw, name)
-    return files["layers.py"], notes
+    return next(iter(files.values())), notes
 
 
 def read_notebook(path: Path) -> tuple[dict[str, str], list[str]]:

@@ -7,10 +7,30 @@ import ast
 import re
 from dataclasses import dataclass, field
 
-GRADED = {"layers.py": ("Linear", "ReLU", "LogSoftmax", "NLLLoss"), "logistic_regression.py": ("LogisticRegression",)}
-STUDENT_NAMES = frozenset(n for names in GRADED.values() for n in names)
-STUDENT_MODULES = frozenset({"layers", "logistic_regression"})
-PROVIDED_NAMES = frozenset({"Module", "Sequential", "numerical_gradient", "rel_error", "check_gradient"})
+from ..spec import current_spec
+
+
+
+# From the current assignment spec (grader/spec.py), read at each use:
+def graded() -> dict[str, tuple[str, ...]]:
+    """Student file -> the classes graded in it."""
+    return current_spec().classes_of_file
+
+
+def student_names() -> frozenset[str]:
+    """Every class the student writes."""
+    return frozenset(current_spec().component_ids)
+
+
+def student_modules() -> frozenset[str]:
+    """The student modules, without ``.py``."""
+    return frozenset(f.removesuffix(".py") for f in current_spec().student_files)
+
+
+def provided_names() -> frozenset[str]:
+    """The names the provided files export (never the notebook's own)."""
+    return frozenset(current_spec().provided_names)
+
 PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}  # their body is Python: it is kept
 
 # IPython syntax that is not Python. Help is only ``obj?``, ``obj??`` or ``?obj`` on a line of its own:
@@ -201,7 +221,7 @@ def _assignment_module(node: ast.ImportFrom) -> str | None:
         return "assignment"
     if mod.startswith("assignment."):
         return mod.split(".", 1)[1]
-    return mod if mod in STUDENT_MODULES else None
+    return mod if mod in student_modules() else None
 
 
 def filter_assignment_import(cell: Cell, i: int, node: ast.ImportFrom, own: set[str]) -> None:
@@ -212,15 +232,15 @@ def filter_assignment_import(cell: Cell, i: int, node: ast.ImportFrom, own: set[
     keep = []
     for a in node.names:
         bound = a.asname or a.name
-        if a.name == "*" or (a.name not in STUDENT_NAMES and bound not in own
-                             and (target not in STUDENT_MODULES or a.name in PROVIDED_NAMES)):
+        if a.name == "*" or (a.name not in student_names() and bound not in own
+                             and (target not in student_modules() or a.name in provided_names())):
             keep.append(a)
     if len(keep) == len(node.names):
         return
     if not keep:
         del cell.kept[i]
         return
-    if target in STUDENT_MODULES:  # ``from .layers import Module``: the provided name, not the notebook itself
+    if target in student_modules():  # ``from .layers import Module``: the provided name, not the notebook itself
         new = ast.ImportFrom(module="assignment", names=keep, level=0)
     else:
         new = ast.ImportFrom(module=node.module, names=keep, level=node.level)

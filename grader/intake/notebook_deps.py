@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import builtins
 
-from .notebook_cells import STUDENT_NAMES, Cell, assigned_names, bound_names
+from .notebook_cells import Cell, assigned_names, bound_names, student_names
 
 MAX_DEPENDENCIES = 200           #: assignments kept because graded code reads them
 
@@ -154,7 +154,7 @@ def keep_dependencies(cells: list[Cell], defined: set[str], own: set[str]) -> li
                 for name in assigned_names(node) or ():
                     candidates[name] = (cell, i)
     ignore = set(dir(builtins)) | {"__name__", "__file__", "__doc__"}
-    notes, seen, queue = [], set(), sorted(STUDENT_NAMES)
+    notes, seen, queue = [], set(), sorted(student_names())
     while queue and len(notes) < MAX_DEPENDENCIES:
         name = queue.pop()
         if name in seen:

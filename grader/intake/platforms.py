@@ -23,7 +23,7 @@ import stat
 from pathlib import Path
 
 from .archives import canonical, is_junk
-from .discover import ACCEPTED, Submission, classify, shown, student_id
+from .discover import Submission, accepted, classify, shown, student_files, student_id
 
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 CANVAS = re.compile(r"^(?P<name>[^_]+)(?P<late>_LATE)?_(?P<uid>\d+)(?:_(?P<sub>\d+))?_(?P<file>.+)$")
@@ -95,9 +95,9 @@ def _group(sid: str, files: list[tuple[str, Path]], staging: Path, key: str, pla
     if len(boxes) == 1:
         return Submission(sid, boxes[0][0], boxes[0][1], meta=meta)
     listed = ", ".join(shown(f) for f, _ in files[:8])
-    what = "several archives or notebooks" if boxes else "no layers.py, logistic_regression.py, archive or notebook"
+    what = "several archives or notebooks" if boxes else f"no {', '.join(student_files())}, archive or notebook"
     return Submission(sid, files[0][1], "rejected", meta=meta,
-                      note=f"the {platform} submission of {shown(sid)} holds {what} ({listed}); accepted: {ACCEPTED}")
+                      note=f"the {platform} submission of {shown(sid)} holds {what} ({listed}); accepted: {accepted()}")
 
 
 def canvas(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
@@ -137,7 +137,7 @@ def moodle(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
         if dirs:
             path, kind = folder_content(dirs[0])
             reason = "" if kind != "dir" or any(not is_junk(k.name) for k in dirs[0].iterdir()) else \
-                f"the Moodle submission folder of {shown(name)} is empty; accepted: {ACCEPTED}"
+                f"the Moodle submission folder of {shown(name)} is empty; accepted: {accepted()}"
             out.append(Submission(sid, path, "rejected" if reason else kind, note=reason,
                                   meta={**meta, "entries": entries_, "source": dirs[0].name}))
         elif flat:
@@ -146,7 +146,7 @@ def moodle(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
         else:
             out.append(Submission(sid, parts[0][1], "rejected", meta={**meta, "entries": entries_},
                                   note=f"{shown(name)} submitted no file (only {shown(parts[0][0]['plugin'])}); "
-                                       f"accepted: {ACCEPTED}"))
+                                       f"accepted: {accepted()}"))
     return out
 
 

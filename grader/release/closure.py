@@ -262,6 +262,11 @@ class Shaker:
 
     def run(self, entry: tuple[str, str] = ENTRY) -> None:
         self.reach_module(entry[0])  # with its always-kept statements (``if __name__ == "__main__"``)
+        from ..spec import current_spec
+
+        for name in current_spec().check_modules:  # imported by name from the assignment spec
+            if not name.endswith(".py"):
+                self.reach_module(name)
         self._queue.append(entry)
         while self._queue:
             self.reach_symbol(*self._queue.pop())

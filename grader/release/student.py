@@ -87,6 +87,10 @@ def write_release_files(stage: Path) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text, encoding="utf-8")
     (stage / "grader" / "scoring" / "default_rubric.toml").write_text(public_rubric_toml(), encoding="utf-8")
+    from ..spec import DEFAULT_PATH
+
+    (stage / "grader" / "assignments").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DEFAULT_PATH, stage / "grader" / "assignments" / DEFAULT_PATH.name)  # the assignment spec
     record_public_reference(stage / "grader" / RECORDING)
     _copy_tree(ROOT / "assignment", stage / "assignment")
     _copy_notebooks(stage / "notebooks")

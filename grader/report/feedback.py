@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from ..diagnosis.causes import CAUSES, SYMPTOMS
 from ..scoring.results import SubmissionResult
 
-ORDER = ("LogisticRegression", "Linear", "ReLU", "LogSoftmax", "NLLLoss", "MNIST-MLP", "MNIST-LogReg")
+
+
+def _order() -> tuple[str, ...]:
+    """Components by task number, then the end-to-end tests (the assignment spec's feedback order)."""
+    from ..spec import current_spec
+
+    return current_spec().feedback_order
 
 
 def _md(text: str) -> str:
@@ -94,7 +100,8 @@ def render_feedback(r: SubmissionResult) -> str:
     lines += cause_overview(summarize_causes(feedback_items(r)))
     shown: dict[tuple, str] = {}
     comps = r.component_scores()
-    for comp in sorted(comps, key=lambda c: ORDER.index(c) if c in ORDER else 99):
+    order = _order()
+    for comp in sorted(comps, key=lambda c: order.index(c) if c in order else 99):
         s, m = comps[comp]
         tests = [t for t in r.tests if t.component == comp]
         lines += [f"## {comp}: {s:g} / {m:g}", ""]

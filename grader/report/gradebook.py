@@ -14,10 +14,17 @@ import io
 
 from ..scoring.results import SubmissionResult
 
-COMPONENTS = ("Linear", "ReLU", "LogSoftmax", "NLLLoss", "LogisticRegression", "MNIST-MLP", "MNIST-LogReg")
 INTAKE_COLUMNS = ("folder", "source", "layout", "lms_id", "late", "submitted_at")
 ROSTER_COLUMNS = ("roster_id", "roster_name", "roster_email", "roster_lms_id")
 BOM = "\ufeff"  #: for the platform exports, which spreadsheet programs open directly
+
+
+def component_columns(spec=None) -> tuple[str, ...]:
+    """One column per component id, then the end-to-end tests: from the assignment spec (the
+    current one by default), so a new component cannot be left out of the gradebook."""
+    from ..spec import current_spec
+
+    return (spec or current_spec()).test_ids
 
 
 def safe_cell(value: str) -> str:
@@ -54,12 +61,13 @@ def render_gradebook(results: list[SubmissionResult], *, roster: bool | None = N
         roster = any("roster" in r.intake for r in results)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    w.writerow(["student", "score", "max_score", "status", *COMPONENTS, "reason", *INTAKE_COLUMNS,
+    columns = component_columns()
+    w.writerow(["student", "score", "max_score", "status", *columns, "reason", *INTAKE_COLUMNS,
                 *(ROSTER_COLUMNS if roster else ()), *(extra.header if extra else [])])
     for r in sorted(results, key=lambda r: r.student):
         comps = r.component_scores()
         w.writerow([safe_cell(r.student), fmt(r.score), fmt(r.max_score), r.status,
-                    *[fmt(comps[c][0]) if c in comps else "" for c in COMPONENTS], safe_cell(r.reason[:300]),
+                    *[fmt(comps[c][0]) if c in comps else "" for c in columns], safe_cell(r.reason[:300]),
                     *intake_cells(r), *(roster_cells(r) if roster else ()),
                     *([safe_cell(x) for x in extra.row(r)] if extra else [])])
     return buf.getvalue()

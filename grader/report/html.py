@@ -21,7 +21,8 @@ from ..scoring.results import SubmissionResult
 from . import charts
 from .atomic import write_atomic
 from .feedback import render_feedback
-from .gradebook import COMPONENTS
+from ..spec import current_spec
+from .gradebook import component_columns
 from .summary import class_statistics
 
 REPORT = "report.html"
@@ -69,7 +70,7 @@ def anonymised_feedback(r: SubmissionResult, alias: str) -> str:
 
 def component_shares(results: list[SubmissionResult]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
-    for c in COMPONENTS:
+    for c in component_columns():
         vals = [100 * s / m for r in results for comp, (s, m) in r.component_scores().items() if comp == c and m > 0]
         if vals:
             out[c] = vals
@@ -178,12 +179,13 @@ def render_report(results: list[SubmissionResult], record: dict) -> str:
         parts += ["<h2>Status</h2>", _figure("status", charts.status_bars(status), "Submissions per status."),
                   _table(["status", "submissions"], [[esc(s), esc(v)] for s, v in status.items()], numeric={1})]
     parts += ["<h2>Most common named causes</h2>", _causes_section(cause_rows)]
-    parts += ["<h2>MNIST accuracy</h2>"]
-    if accs:
-        parts.append(_figure("mnist", charts.mnist_accuracy(accs, ref),
-                             "Test accuracy of each submission; the red line is the reference under the same protocol."))
-    else:
-        parts.append("<p>The MNIST tests were not run in this batch (<code>--no-mnist</code> or <code>--public-only</code>).</p>")
+    if current_spec().end_to_end:  # an assignment without end-to-end tests has no such section
+        parts += ["<h2>MNIST accuracy</h2>"]
+        if accs:
+            parts.append(_figure("mnist", charts.mnist_accuracy(accs, ref),
+                                 "Test accuracy of each submission; the red line is the reference under the same protocol."))
+        else:
+            parts.append("<p>The MNIST tests were not run in this batch (<code>--no-mnist</code> or <code>--public-only</code>).</p>")
     parts += ["<h2>Slowest submissions</h2>", _slowest_section(results), "<h2>Run record</h2>",
               _record_section(record, len(results))]
     if cause_rows:

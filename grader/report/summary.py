@@ -6,7 +6,8 @@ from collections import Counter
 
 from ..diagnosis.causes import CAUSES
 from ..scoring.results import SubmissionResult
-from .gradebook import COMPONENTS
+from ..spec import current_spec
+from .gradebook import component_columns
 
 
 def class_statistics(results: list[SubmissionResult]) -> dict:
@@ -14,7 +15,7 @@ def class_statistics(results: list[SubmissionResult]) -> dict:
     n = len(scores)
     median = (scores[(n - 1) // 2] + scores[n // 2]) / 2 if n else 0.0
     comp_pass = {}
-    for c in COMPONENTS:
+    for c in component_columns():
         rows = [r.component_scores().get(c) for r in results]
         rows = [x for x in rows if x and x[1] > 0]
         comp_pass[c] = (sum(1 for s, m in rows if s >= m - 1e-9), len(rows))
@@ -95,12 +96,13 @@ def render_summary(results: list[SubmissionResult], max_score: float, *, reconci
 
 
 def render_text(results: list[SubmissionResult]) -> str:
-    short = {"LogisticRegression": "LogReg", "LogSoftmax": "LogSmax", "MNIST-MLP": "MLP", "MNIST-LogReg": "MNIST-LR"}
-    head = f"{'student':<24} {'score':>7} {'status':<9}" + "".join(f"{short.get(c, c):>9}" for c in COMPONENTS)
+    spec = current_spec()
+    short, columns = spec.short_names, spec.test_ids
+    head = f"{'student':<24} {'score':>7} {'status':<9}" + "".join(f"{short.get(c, c):>9}" for c in columns)
     lines = [head, "-" * len(head)]
     for r in sorted(results, key=lambda r: r.student):
         comps = r.component_scores()
-        cells = "".join(f"{(f'{comps[c][0]:g}' if c in comps else '-'):>9}" for c in COMPONENTS)
+        cells = "".join(f"{(f'{comps[c][0]:g}' if c in comps else '-'):>9}" for c in columns)
         lines.append(f"{r.student[:24]:<24} {r.score:>7g} {r.status:<9}" + cells)
         if r.reason:
             lines.append(f"    {r.reason[:150]}")

@@ -53,6 +53,12 @@ _landlock_paths = lru_cache(maxsize=8)(ReadPolicy.landlock_paths)
 _listed_dirs = lru_cache(maxsize=8)(ReadPolicy.listed_dirs)
 
 
+def _spec_student_modules() -> dict[str, str]:
+    from ..spec import current_spec
+
+    return current_spec().student_modules
+
+
 class SandboxImpl(OracleBase):
     """A submission's two files, run in an isolated worker process (restarted after failures)."""
 
@@ -74,6 +80,7 @@ class SandboxImpl(OracleBase):
         self._prepare_root()
         self._arena = Arena.create()  # inherited by every (re)started worker: see shm.py
         self._imported: set[str] = set()
+        self.student_modules = dict(config.student_modules) or _spec_student_modules()
         #: Every deadline of this submission is in the seconds of this clock: wall time minus the time
         #: the grader and the worker waited for a CPU, so that load does not change verdicts.
         self.clock = LoadClock()
@@ -201,7 +208,7 @@ class SandboxImpl(OracleBase):
             "runtime_private": policy.private, "uid": self._uid, **on,
         }
         return {"isolation": iso, "package_dir": str(self.package_dir), "work_dir": work, "blocked": blocked,
-                "shm_fd": self._arena.fd}
+                "shm_fd": self._arena.fd, "student_modules": self.student_modules}
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -293,7 +300,7 @@ class SandboxImpl(OracleBase):
         if not self._alive():
             self._kill()
             self._start()
-        module = STUDENT_MODULES.get(head.get("cls", "")) if head.get("op") == "new" else None
+        module = self.student_modules.get(head.get("cls", "")) if head.get("op") == "new" else None
         if module and module not in self._imported:
             # the file is imported on its own deadline: a slow import (scipy, matplotlib) is not a slow call
             self._imported.add(module)

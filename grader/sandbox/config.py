@@ -49,6 +49,9 @@ class SandboxConfig:
     #: grade even when the machine lacks the layers that hide the grader (no view and no landlock) or
     #: when student code would keep root; the instructor's explicit choice (also GRADER_SANDBOX_ALLOW_WEAK=1)
     allow_weak: bool = False
+    #: class name -> student module, sent to the worker (the assignment spec's, grader/spec.py);
+    #: empty: the current assignment's
+    student_modules: tuple[tuple[str, str], ...] = ()
     #: the import policy: top-level module name -> library name shown in the message (None: default)
     blocked_imports: tuple[tuple[str, str], ...] | None = None
 

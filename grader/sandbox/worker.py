@@ -322,6 +322,9 @@ def _serve(cfg: dict, req, resp) -> None:
     blocked = cfg.get("blocked")
     sys.meta_path.insert(0, BlockedImport(blocked))
     sys.dont_write_bytecode = True
+    if cfg.get("student_modules"):  # the assignment's classes and files (the parent's grader/spec.py)
+        STUDENT_MODULES.clear()
+        STUDENT_MODULES.update(cfg["student_modules"])
     install_package(cfg["package_dir"])
     os.chdir(cfg["work_dir"])
     d = Dispatcher(package_dir=cfg["package_dir"], arena=shm.Arena(cfg["shm_fd"]) if cfg.get("shm_fd") is not None else None)

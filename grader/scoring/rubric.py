@@ -59,8 +59,12 @@ class Rubric:
         return sum(self.checks.values()) + sum(r.points for r in self.mnist.values())
 
 
-def load_rubric(path: str | Path | None = None) -> Rubric:
-    p = Path(path) if path else DEFAULT
+def load_rubric(path: str | Path | None = None, spec=None) -> Rubric:
+    """The rubric in ``path`` (default: the assignment's own) for ``spec`` (default: the current one)."""
+    from ..spec import current_spec
+
+    spec = spec or current_spec()
+    p = Path(path) if path else spec.rubric
     try:
         raw_bytes = p.read_bytes()
         data = tomllib.loads(raw_bytes.decode())
@@ -68,19 +72,19 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
         raise RubricError(f"cannot read rubric {p}: {exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RubricError(f"rubric {p} is not valid TOML: {exc}") from None
-    from ..checks import REGISTRY
 
+    known = spec.load_checks()  # this assignment's checks, in registration order
     head = data.get("rubric", {})
     checks = data.get("checks", {})
-    unknown = sorted(set(checks) - set(REGISTRY))
+    unknown = sorted(set(checks) - set(known))
     if unknown:
-        raise RubricError(f"rubric {p} names unknown checks: {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
+        raise RubricError(f"rubric {p} names unknown checks: {', '.join(unknown)}; known: {', '.join(known)}")
     for k, v in checks.items():
         if not isinstance(v, (int, float)) or v < 0:
             raise RubricError(f"rubric {p}: points of {k} must be a number >= 0")
     mnist = {}
     for comp, rule in (data.get("mnist") or {}).items():
-        if comp not in ("MNIST-MLP", "MNIST-LogReg"):
+        if comp not in spec.end_to_end_ids:
             raise RubricError(f"rubric {p}: unknown MNIST test {comp!r}")
         try:
             bands = tuple(sorted((float(a), float(b)) for a, b in rule.get("bands", [])))
@@ -91,11 +95,11 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
     share = float(head.get("public_share", 0.25))
     if not 0 <= share <= 1:
         raise RubricError(f"rubric {p}: public_share must be between 0 and 1")
-    ordered = {cid: float(checks[cid]) for cid in REGISTRY if cid in checks}
+    ordered = {cid: float(checks[cid]) for cid in known if cid in checks}
     return Rubric(str(head.get("name", "rubric")), share, bool(head.get("partial_credit", True)), ordered, mnist,
                   source=str(p), digest=hashlib.sha256(raw_bytes).hexdigest(),
                   blocked_imports=_import_policy(data.get("imports"), p),
-                  late=_parse_late(data, p), presentation=_parse_presentation(data, p),
+                  late=_parse_late(data, p), presentation=_parse_presentation(data, p, spec),
                   grading_digest=grading_digest(data))
 
 
@@ -139,10 +143,10 @@ def _parse_late(data: dict, p: Path):
         raise RubricError(str(exc)) from None
 
 
-def _parse_presentation(data: dict, p: Path):
+def _parse_presentation(data: dict, p: Path, spec=None):
     from ..instructor.visibility import VisibilityError, parse_presentation
 
     try:
-        return parse_presentation(data.get("visibility"), data.get("leaderboard"), f"rubric {p}")
+        return parse_presentation(data.get("visibility"), data.get("leaderboard"), f"rubric {p}", spec)
     except VisibilityError as exc:
         raise RubricError(str(exc)) from None
