@@ -343,14 +343,14 @@ def _floor(kind: str) -> float:
     import solutions.logistic_regression as LR
 
     from grader.checks.base import seed_for
-    from grader.checks.mnist import LOGREG, MLP, _order, initial_params
+    from grader.checks.mnist import LOGREG, MLP, batch_order, initial_params
     from grader.pipeline import mnist_data
 
     p = MLP if kind == "mlp" else LOGREG
     d = mnist_data(None)[kind]
     rng = seed_for(SECRET, p.component)
     params = initial_params(p, rng)
-    order = _order(p, len(d.X_train), rng)
+    order = batch_order(p, len(d.X_train), rng)
     c0 = time.process_time()
     if kind == "mlp":
         l1, relu, l2, lsm, nll = L.Linear(784, p.hidden), L.ReLU(), L.Linear(p.hidden, 10), L.LogSoftmax(), L.NLLLoss()
@@ -397,7 +397,7 @@ def bench_mnist(work: Path, repeat: int) -> dict:
                 prepared = prepare(Submission("ref", sub_dir, "dir"), scratch)
                 impl = SandboxImpl(prepared.package_dir, SandboxConfig()) if sb else LocalImpl.from_package_dir(prepared.package_dir)
                 if sb:
-                    impl._start()
+                    impl.start()
                 w0, c0, t = _worker_cpu(impl), time.process_time(), time.perf_counter()
                 run = train_and_score(impl, MLP, data, secret=SECRET, reference=ref)
                 dt, dc = time.perf_counter() - t, time.process_time() - c0 + _worker_cpu(impl) - w0

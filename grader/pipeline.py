@@ -276,7 +276,7 @@ def _open_impl(package_dir: Path, opts: GradeOptions):
     impl = SandboxImpl(package_dir, sandbox_config(opts))
     impl.set_budget(opts.time_budget)  # every request from now on draws from it
     try:
-        impl._start()  # no public start in grader/sandbox/client.py yet (issue 17: listed, not edited)
+        impl.start()  # now, so that worker start-up is timed on its own
     except StudentError:
         pass  # recorded by the checks: each of them meets the same failure and names it
     except BaseException:  # the grader's own failure: no worker left behind

@@ -527,7 +527,7 @@ def _grade_one(path: Path, config: SandboxConfig, *, private_uid: bool = True) -
         if not private_uid:
             impl._uid = None
         uid = impl._uid
-        impl._start()
+        impl.start()
         impl.restarts = 0
         result = SubmissionResult(sub.student, "ok")
         run_tests(impl, opts, plan(opts.rubric, public_only=False, mnist=False), result)

@@ -92,7 +92,7 @@ def _start(tmp_path: Path, config: SandboxConfig) -> SandboxImpl:
         shutil.copyfile(ROOT / "solutions" / name, good / name)
     prepared = prepare(Submission("good", good, "dir"), tmp_path / "scratch")
     impl = SandboxImpl(prepared.package_dir, config)
-    impl._start()
+    impl.start()
     return impl
 
 

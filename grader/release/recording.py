@@ -40,11 +40,11 @@ def reference_local():
 
 def failing_student(fail: frozenset[int]):
     """The reference as a student whose k-th object (k in ``fail``) cannot be created."""
-    from ..sandbox.client import _Base
+    from ..sandbox.oracle import OracleBase
 
     inner = reference_local()
 
-    class FailingStudent(_Base):
+    class FailingStudent(OracleBase):
         label = "recording student"
 
         def __init__(self) -> None:
@@ -52,14 +52,14 @@ def failing_student(fail: frozenset[int]):
             self.count = 0
             self.isolation = {}
 
-        def _request(self, head, arrays, *, cls, method, timeout=None):
+        def request(self, head, arrays, *, cls, method, timeout=None):
             if head.get("op") == "new":
                 k = self.count
                 self.count += 1
                 if k in fail:
                     return {"ok": False, "error": {"type": "RuntimeError", "where": "",
                                                    "message": "fails on purpose while recording"}}, []
-            return inner._request(head, arrays, cls=cls, method=method, timeout=timeout)
+            return inner.request(head, arrays, cls=cls, method=method, timeout=timeout)
 
     return FailingStudent()
 

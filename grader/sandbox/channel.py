@@ -58,14 +58,14 @@ class GradientChannel:
         self._idx = self.arena.view(*self.idx_at[:3])
         self._grad_views: dict = {}
         size = self.arena.size
-        self._request({"op": "data", "size": size, "X": self.X_at, "y": self.y_at}, "data", timeout)
-        self._request({"op": "net", "size": size, "kind": kind, "hidden": hidden, "params": self.param_at,
+        self.request({"op": "data", "size": size, "X": self.X_at, "y": self.y_at}, "data", timeout)
+        self.request({"op": "net", "size": size, "kind": kind, "hidden": hidden, "params": self.param_at,
                        "grads": self.grad_at, "idx": self.idx_at}, "net", timeout)
         self._head = {"op": "grad", "size": size, "n": 0}
         self._pending = None
 
-    def _request(self, head: dict, method: str, timeout: float) -> dict:
-        reply, _ = self.impl._request(head, [], cls=self.key, method=method, timeout=timeout)
+    def request(self, head: dict, method: str, timeout: float) -> dict:
+        reply, _ = self.impl.request(head, [], cls=self.key, method=method, timeout=timeout)
         if not reply.get("ok"):
             raise StudentError(classify(reply.get("error") or {}))
         return reply
@@ -103,20 +103,20 @@ class GradientChannel:
             raise StudentError(classify(reply.get("error") or {}))
         grads = reply.get("grads")
         if not isinstance(grads, dict) or set(grads) != set(self.shapes):
-            raise self.impl._malformed("no gradient report")
+            raise self.impl.malformed("no gradient report")
         try:
             loss = float(reply.get("loss"))
         except (TypeError, ValueError):
-            raise self.impl._malformed("no loss in the reply") from None
+            raise self.impl.malformed("no loss in the reply") from None
         return loss, {k: self._take(k, grads[k]) for k in self.shapes}
 
     def _take(self, k: str, d) -> np.ndarray:
         want = self.shapes[k]
         if not isinstance(d, dict):
-            raise self.impl._malformed("a malformed gradient entry")
+            raise self.impl.malformed("a malformed gradient entry")
         shape = d.get("shape")
         if shape is not None and not (isinstance(shape, list) and all(type(s) is int and s >= 0 for s in shape)):
-            raise self.impl._malformed("a malformed gradient shape")
+            raise self.impl.malformed("a malformed gradient shape")
         if d.get("written") is not True:  # not an array, or not a usable one
             if shape is not None and tuple(shape) != want:
                 raise GradientRejected(k, "shape", f"gradient {k} has shape {tuple(shape)}, parameter has {want}")
@@ -124,12 +124,12 @@ class GradientChannel:
                                               f"{' of dtype ' + str(d.get('dtype'))[:40] if d.get('dtype') else ''}, "
                                               "not a numpy array of numbers")
         if d["dtype"] not in ALLOWED_DTYPES or shape is None:
-            raise self.impl._malformed("a gradient of unknown dtype")
+            raise self.impl.malformed("a gradient of unknown dtype")
         if tuple(shape) != want:
             raise GradientRejected(k, "shape", f"gradient {k} has shape {tuple(shape)}, parameter has {want}")
         off, _, _, room = self.grad_at[k]
         if math.prod(want) * np.dtype(d["dtype"]).itemsize > room:
-            raise self.impl._malformed("a gradient larger than its slot")
+            raise self.impl.malformed("a gradient larger than its slot")
         # One copy, now: whatever the worker writes into the arena later changes nothing.
         view = self._grad_views.get((k, d["dtype"]))
         if view is None:

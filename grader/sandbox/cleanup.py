@@ -6,7 +6,8 @@ import signal
 import time
 
 
-def _proc_uids(*, live: bool = False) -> dict[int, int]:
+def live_uids(*, live: bool = False) -> dict[int, int]:
+    """pid -> real uid of every process (``live``: zombies left out)."""
     out = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -25,7 +26,7 @@ def _proc_uids(*, live: bool = False) -> dict[int, int]:
 
 def processes_of_uid(uid: int) -> list[int]:
     """Live processes of ``uid`` (killed ones linger as zombies until reaped; they cannot be killed)."""
-    return [pid for pid, u in _proc_uids(live=True).items() if u == uid]
+    return [pid for pid, u in live_uids(live=True).items() if u == uid]
 
 
 def kill_uid(uid: int) -> int:

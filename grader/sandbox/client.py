@@ -20,12 +20,11 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from .cleanup import _proc_uids, describe_exit, kill_uid, processes_of_uid  # noqa: F401  (re-exported)
+from .cleanup import describe_exit, kill_uid, live_uids, processes_of_uid  # noqa: F401  (re-exported)
 from .clock import LoadClock
 from .config import SWITCHABLE, SandboxConfig, SandboxRefused  # noqa: F401  (re-exported)
 from .local import LocalImpl  # noqa: F401  (re-exported)
-from .oracle import (Handle, Oracle, OracleBase, Reply, StudentError, _Base, _classify,  # noqa: F401
-                     checked_reply, classify)
+from .oracle import Handle, Oracle, OracleBase, Reply, StudentError, checked_reply, classify  # noqa: F401
 from .pipe import Pipe, scrub_paths
 from .policy import ReadPolicy, read_policy
 from .protocol import read_message, write_message
@@ -127,7 +126,7 @@ class SandboxImpl(OracleBase):
             os.chmod(self.root / "_view", 0o700)
 
     def _free_uid(self) -> int:
-        used = set(_proc_uids().values())
+        used = set(live_uids().values())
         rnd = random.SystemRandom()
         for _ in range(100):
             uid = self.config.uid_base + rnd.randrange(100_000)
@@ -136,7 +135,8 @@ class SandboxImpl(OracleBase):
         raise RuntimeError("no free sandbox uid")
 
     # lifecycle -------------------------------------------------------------------------------------
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start (or restart) the worker: isolation applied, its greeting checked."""
         self.restarts += 1
         if self.restarts > self.config.max_restarts:
             raise StudentError({"kind": "skipped", "type": "TooManyFailures", "where": "",
@@ -275,7 +275,7 @@ class SandboxImpl(OracleBase):
                                 "message": f"the worker sent a malformed answer ({str(exc)[:200]}); "
                                            "did the code write to the grader's pipe?"})
 
-    def _request(self, head, arrays, *, cls, method, timeout=None):
+    def request(self, head, arrays, *, cls, method, timeout=None):
         return self._send(head, arrays, cls=cls, method=method, timeout=timeout)()
 
     def begin_request(self, head: dict, *, cls: str, method: str, timeout: float):
@@ -299,12 +299,12 @@ class SandboxImpl(OracleBase):
                                            f"of {budget:g} s (each answered, but slowly)"})
         if not self._alive():
             self._kill()
-            self._start()
+            self.start()
         module = self.student_modules.get(head.get("cls", "")) if head.get("op") == "new" else None
         if module and module not in self._imported:
             # the file is imported on its own deadline: a slow import (scipy, matplotlib) is not a slow call
             self._imported.add(module)
-            self._request({"op": "import", "module": module}, [], cls=f"import {module}.py", method="import",
+            self.request({"op": "import", "module": module}, [], cls=f"import {module}.py", method="import",
                           timeout=self.config.import_timeout)
         timeout = self._left(self.config.call_timeout if timeout is None else timeout)
         t0 = self.clock()
@@ -340,9 +340,9 @@ class SandboxImpl(OracleBase):
                     err[k] = scrub_paths(err[k], self.package_dir)
         return reply, out
 
-    def _malformed(self, why: str) -> StudentError:
+    def malformed(self, why: str) -> StudentError:
         self._kill()  # whatever else it wrote may still be in the pipe
-        return super()._malformed(why)
+        return super().malformed(why)
 
     def training_arena(self) -> Arena:
         return self._arena
@@ -378,7 +378,7 @@ def preflight(config: SandboxConfig = SandboxConfig()) -> None:
         pkg.mkdir()
         impl = SandboxImpl(pkg, config, label="preflight")
         try:
-            impl._start()
+            impl.start()
         except StudentError:
             pass  # the worker did not start for another reason: each submission's checks report it
         finally:

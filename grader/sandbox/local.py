@@ -44,7 +44,7 @@ class LocalImpl(OracleBase):
     def training_arena(self) -> Arena:
         return self._d.arena
 
-    def _request(self, head, arrays, *, cls, method, timeout=None):
+    def request(self, head, arrays, *, cls, method, timeout=None):
         # Round-trip through the wire encoding, so values look exactly as they do from a worker.
         arrays = [np.array(a, copy=True) for a in arrays]
         reply, out = self._d.handle(head, arrays)

@@ -64,7 +64,6 @@ class Handle:
     cls: str
 
 
-_classify = classify  # the name channel.py and older callers use
 
 
 @runtime_checkable
@@ -88,14 +87,14 @@ class Oracle(Protocol):
 
 
 class OracleBase:
-    """Shared request logic; subclasses provide :meth:`_request`."""
+    """Shared request logic; subclasses provide :meth:`request` (one round trip to the classes)."""
 
     label = "implementation"
 
     def new(self, cls: str, *args) -> Handle:
         head, _ = self._call_op({"op": "new", "cls": cls}, list(args), cls=cls, method="__init__")
         if type(head.get("h")) is not int:
-            raise self._malformed("no object handle in the reply")
+            raise self.malformed("no object handle in the reply")
         return Handle(self._generation, head["h"], cls)
 
     def set(self, h: Handle, name: str, value) -> None:
@@ -114,7 +113,7 @@ class OracleBase:
                                      cls=h.cls, method=method)
         modified = head.get("modified")
         if modified is not None and not (type(modified) is list and all(type(m) is bool for m in modified)):
-            raise self._malformed("a malformed 'modified' list")
+            raise self.malformed("a malformed 'modified' list")
         value = self._value(head, arrays)
         problem = dict_reply_problem(method, value)
         if problem:
@@ -127,9 +126,9 @@ class OracleBase:
         try:
             return decode_value(head["value"], arrays)
         except (ProtocolError, KeyError, TypeError, ValueError, RecursionError) as exc:
-            raise self._malformed(f"no valid value in the reply: {type(exc).__name__}") from None
+            raise self.malformed(f"no valid value in the reply: {type(exc).__name__}") from None
 
-    def _malformed(self, why: str) -> "StudentError":
+    def malformed(self, why: str) -> "StudentError":
         return StudentError({"kind": "protocol", "type": "ProtocolError", "where": "",
                              "message": f"the worker sent a malformed answer ({why}); "
                                         "did the code write to the grader's pipe?"})
@@ -140,7 +139,7 @@ class OracleBase:
         return self._op(head, arrays, cls=cls, method=method)
 
     def _op(self, head: dict, arrays: list, *, cls: str, method: str, timeout: float | None = None):
-        reply, out = self._request(head, arrays, cls=cls, method=method, timeout=timeout)
+        reply, out = self.request(head, arrays, cls=cls, method=method, timeout=timeout)
         if not reply.get("ok"):
             raise StudentError(classify(reply.get("error") or {}))
         return reply, out
@@ -156,15 +155,14 @@ class OracleBase:
         raise NotImplementedError
 
     def drop(self) -> None:
-        self._request({"op": "drop"}, [], cls="", method="drop", timeout=10.0)
+        self.request({"op": "drop"}, [], cls="", method="drop", timeout=10.0)
 
     def begin_request(self, head: dict, *, cls: str, method: str, timeout: float):
         """Send a request without waiting; the returned callable waits for the reply (and must be
         called before the next request). In-process, the work happens when it is called."""
-        return lambda: self._request(head, [], cls=cls, method=method, timeout=timeout)
+        return lambda: self.request(head, [], cls=cls, method=method, timeout=timeout)
 
 
-_Base = OracleBase  # the name recorded.py and older callers use
 
 
 def checked_reply(reply: dict) -> dict:

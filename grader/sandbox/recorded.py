@@ -4,7 +4,7 @@
 reference code is absent, so ``grader release`` runs every public check against the reference
 through a :class:`RecordingImpl` and ships what the reference answered; there a
 :class:`RecordedImpl` plays those answers back. Both sit behind the same oracle interface as
-``LocalImpl`` (``_Base._request`` is the single point every request goes through), so the checks
+``LocalImpl`` (``OracleBase.request`` is the single point every request goes through), so the checks
 do not know which one they talk to.
 
 How a request is looked up. A reference object's answers depend only on what was done to that very
@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from ..report.atomic import write_atomic
-from .client import LocalImpl, _Base
+from .local import LocalImpl
+from .oracle import OracleBase
 
 FORMAT = "bpg-recorded-reference"
 VERSION = 1
@@ -120,7 +121,7 @@ class _Chains:
 
 # --- recording ----------------------------------------------------------------------------------------
 
-class RecordingImpl(_Base):
+class RecordingImpl(OracleBase):
     """Wraps a trusted in-process implementation and records every request and its reply."""
 
     def __init__(self, inner: LocalImpl, label: str = "reference (recording)") -> None:
@@ -132,9 +133,9 @@ class RecordingImpl(_Base):
         self.entries: dict[str, tuple[dict, list[np.ndarray]]] = {}
         self.requests = 0
 
-    def _request(self, head, arrays, *, cls, method, timeout=None):
+    def request(self, head, arrays, *, cls, method, timeout=None):
         key, h = self._chains.key(head, arrays)
-        reply, out = self.inner._request(head, arrays, cls=cls, method=method, timeout=timeout)
+        reply, out = self.inner.request(head, arrays, cls=cls, method=method, timeout=timeout)
         self.requests += 1
         if head.get("op") == "new" and reply.get("ok") and isinstance(reply.get("h"), int):
             self._chains.last[reply["h"]] = key
@@ -182,7 +183,7 @@ def _same(a: tuple[dict, list], b: tuple[dict, list]) -> bool:
 
 # --- replay ---------------------------------------------------------------------------------------------
 
-class RecordedImpl(_Base):
+class RecordedImpl(OracleBase):
     """Plays back the recorded reference: answers exactly the requests that were recorded."""
 
     def __init__(self, entries: dict[str, tuple[dict, list[np.ndarray]]], *, meta: dict | None = None,
@@ -213,7 +214,7 @@ class RecordedImpl(_Base):
                        for key, e in index["entries"].items()}
         return cls(entries, meta=index.get("meta") or {}, source=str(path))
 
-    def _request(self, head, arrays, *, cls, method, timeout=None):
+    def request(self, head, arrays, *, cls, method, timeout=None):
         key, h = self._chains.key(head, arrays)
         try:
             stored, out = self.entries[key]
