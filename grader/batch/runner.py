@@ -38,6 +38,7 @@ from ..scoring.results import FINAL_STATUSES
 from .executor import InlineExecutor, run_fresh, run_isolated
 from ..report.html import write_report_safely
 from .shard import clear_stale_manifest, select, write_manifest
+from .schedule import slowest_first
 from .keys import safe_key
 
 KEY_FILE = ".grading-key"
@@ -210,6 +211,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
         opts = replace(opts, reference_mnist=reference_mnist(opts.secret, opts.data_root))
     timings = {"reference_mnist": round(time.perf_counter() - t0, 3)}
     results, todo, keys = _resume(out, subs, opts, regrade, matched)
+    todo = slowest_first(todo, out)  # from the previous run.json, if any: no core idles at the end
     skipped, total = len(results), len(subs)
     for s in subs:
         if s.student in results:
