@@ -8,10 +8,13 @@ CPU quota). :class:`LoadClock` is wall time minus that delay, summed over the gr
 sandbox worker(s) it watches: a correct submission is charged about its idle-machine time whatever
 else runs, while a submission that sleeps or stalls is charged every second of it.
 
-Its rate is bounded below (:data:`MIN_RATE`): however long the queue for a CPU, a deadline of ``t``
-charged seconds passes within ``t / MIN_RATE`` wall seconds, so a submission that starves its own
-main thread with busy threads cannot stretch its budget further. Where ``schedstat`` is missing the
-clock is plain wall time.
+A submission cannot slow its own clock down: the charged time is never less than the CPU time of
+the watched workers (every thread, from ``/proc/<pid>/stat``), so starving its main thread with busy
+threads charges it for those threads' work. Its rate is also bounded below (:data:`MIN_RATE`):
+however long the queue for a CPU, a deadline of ``t`` charged seconds passes within ``t / MIN_RATE``
+wall seconds. That bound is a last resort: at 0.2 (before) a correct submission graded at a load
+average of 15-20 on 2 cores, with less than a fifth of a core, ran out of its 60 s budget; at 0.05 it
+needs less than a twentieth. Where ``schedstat`` is missing the clock is plain wall time.
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ import os
 import threading
 import time
 
-MIN_RATE = 0.2  #: a charged second lasts at most 5 wall seconds
+MIN_RATE = 0.05  #: a charged second lasts at most 20 wall seconds
 READ_EVERY = 0.005  #: wall seconds between two reads of the kernel's counters
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def run_delay(path: str) -> float | None:
@@ -50,6 +54,16 @@ class _Stat:
         except (OSError, ValueError, IndexError):
             return None
 
+    def cpu(self) -> float | None:
+        """user + system CPU seconds of every thread (for a ``/proc/<pid>/stat`` file)."""
+        if self.fd is None:
+            return None
+        try:
+            fields = os.pread(self.fd, 4096, 0).rsplit(b")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / _TICKS
+        except (OSError, ValueError, IndexError):
+            return None
+
     def close(self) -> None:
         if self.fd is not None:
             try:
@@ -71,6 +85,10 @@ class LoadClock:
         self._pids: dict[int, float] = {}  #: pid -> its run_delay when it began to be watched
         self._last: dict[int, float] = {}  #: pid -> its latest run_delay read
         self._stats: dict[int, _Stat] = {}
+        self._cpu_stats: dict[int, _Stat] = {}
+        self._cpu_first: dict[int, float] = {}  #: pid -> its CPU seconds when it began to be watched
+        self._cpu_last: dict[int, float] = {}
+        self._cpu_done = 0.0                    #: CPU of processes no longer watched
         self._floor = 0.0                  #: the clock never goes backwards
         self._read_at = -READ_EVERY        #: wall seconds (since _t0) of the last read of the counters
         self._charged = 0.0                #: charged seconds at that read
@@ -79,6 +97,9 @@ class LoadClock:
         stat = self._stats[pid] = _Stat(f"/proc/{pid}/schedstat")
         d = stat.delay()
         self._pids[pid] = self._last[pid] = d if d is not None else 0.0
+        cpu = self._cpu_stats[pid] = _Stat(f"/proc/{pid}/stat")
+        c = cpu.cpu()
+        self._cpu_first[pid] = self._cpu_last[pid] = c if c is not None else 0.0
 
     def unwatch(self, pid: int) -> None:
         """Call just before the process is killed (its schedstat disappears once it is reaped)."""
@@ -86,11 +107,20 @@ class LoadClock:
             self._read(pid)
             self._done += self._last.pop(pid) - self._pids.pop(pid)
             self._stats.pop(pid).close()
+            self._cpu_done += self._cpu_last.pop(pid) - self._cpu_first.pop(pid)
+            self._cpu_stats.pop(pid).close()
 
     def _read(self, pid: int) -> None:
         d = self._stats[pid].delay()
         if d is not None:
             self._last[pid] = max(d, self._last[pid])
+        c = self._cpu_stats[pid].cpu()
+        if c is not None:
+            self._cpu_last[pid] = max(c, self._cpu_last[pid])
+
+    def worker_cpu(self) -> float:
+        """CPU seconds the watched processes used since they began to be watched (as of the last read)."""
+        return self._cpu_done + sum(self._cpu_last[p] - self._cpu_first[p] for p in self._cpu_last)
 
     def _own_delay(self) -> float | None:
         if threading.get_ident() != self._thread:  # the kept file is the creating thread's
@@ -113,16 +143,20 @@ class LoadClock:
             # true value catches up), so the error never adds up.
             now = max(self._charged + (wall - self._read_at), self._floor)
         else:
-            self._charged = max(wall - self.waited(), wall * MIN_RATE)
+            waited = self.waited()  # reads every counter, the CPU ones too
+            self._charged = max(wall - waited, self.worker_cpu(), wall * MIN_RATE)
             self._read_at = wall
             now = max(self._charged, self._floor)
         self._floor = now
         return now
 
     def close(self) -> None:
-        for stat in [self._own, *self._stats.values()]:
+        for stat in [self._own, *self._stats.values(), *self._cpu_stats.values()]:
             stat.close()
         self._stats.clear()
+        self._cpu_stats.clear()
+        self._cpu_first.clear()
+        self._cpu_last.clear()
         self._pids.clear()
         self._last.clear()
 
