@@ -272,7 +272,7 @@ def _open_impl(package_dir: Path, opts: GradeOptions):
     """The student's implementation: a sandbox worker (started now, so that its start-up is timed
     on its own, and drawing on the submission's time budget) or, unsandboxed, in-process."""
     if not opts.sandbox:
-        return LocalImpl.from_package_dir(package_dir)
+        return LocalImpl.from_package_dir(package_dir, student_modules=opts.spec.student_modules)
     impl = SandboxImpl(package_dir, sandbox_config(opts))
     impl.set_budget(opts.time_budget)  # every request from now on draws from it
     try:

@@ -157,6 +157,14 @@ def test_second_assignment_correct_gets_full_marks(scale: Path) -> None:
     assert not [c for c in REGISTRY if c.startswith("Scale.")]  # and left the registry as it was
 
 
+def test_second_assignment_in_process_too(scale: Path) -> None:
+    """``--no-sandbox`` (trusted code) imports the second homework's classes from its own files."""
+    r, _ = _grade(scale, "correct", sandbox=False)
+    assert r.status == "ok" and r.score == r.max_score == 10, [(t.name, t.score, t.output) for t in r.tests]
+    b, _ = _grade(scale, "buggy", sandbox=False)
+    assert b.score < b.max_score and any("sign" in t.causes for t in b.tests), [(t.name, t.causes) for t in b.tests]
+
+
 def test_second_assignment_buggy_loses_points_on_the_owning_check_with_the_cause(scale: Path) -> None:
     r, _ = _grade(scale, "buggy")
     by_check = {(t.check, t.visibility): t for t in r.tests}

@@ -31,13 +31,16 @@ class LocalImpl(OracleBase):
         return cls(classes, label=label)
 
     @classmethod
-    def from_package_dir(cls, package_dir: Path, label: str = "in-process (unsandboxed)") -> "LocalImpl":
-        """A prepared submission imported into this process: trusted code only (``--no-sandbox``)."""
+    def from_package_dir(cls, package_dir: Path, label: str = "in-process (unsandboxed)", *,
+                         student_modules: dict[str, str] | None = None) -> "LocalImpl":
+        """A prepared submission imported into this process: trusted code only (``--no-sandbox``).
+        ``student_modules``: the assignment's class -> module map (default: this homework's)."""
         from .worker import install_package
 
         name = f"_bpg_submission_{uuid.uuid4().hex}"
-        install_package(str(package_dir), name)
-        return cls(label=label, dispatcher=Dispatcher(package_dir=str(package_dir), package=name))
+        install_package(str(package_dir), name, student_modules)
+        return cls(label=label, dispatcher=Dispatcher(package_dir=str(package_dir), package=name,
+                                                      student_modules=student_modules))
 
     failed_methods: dict = {}  # in-process calls cannot hang the grader into a restart
 

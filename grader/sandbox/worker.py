@@ -126,9 +126,12 @@ class Dispatcher:
     """
 
     def __init__(self, package_dir: str | None = None, classes: dict[str, type] | None = None,
-                 package: str = "assignment", arena: "shm.Arena | None" = None) -> None:
+                 package: str = "assignment", arena: "shm.Arena | None" = None,
+                 student_modules: dict[str, str] | None = None) -> None:
         self.package_dir = package_dir
         self.package = package
+        #: class name -> student module (the assignment's; in the sandbox, set from the configuration)
+        self.student_modules = dict(student_modules) if student_modules else STUDENT_MODULES
         self.classes = dict(classes or {})
         self.modules: dict[str, Any] = {}
         self.import_errors: dict[str, dict] = {}
@@ -171,12 +174,12 @@ class Dispatcher:
     def _class(self, name: str):
         if name in self.classes:
             return self.classes[name]
-        if name not in STUDENT_MODULES:
+        if name not in self.student_modules:
             raise CallFailed({"type": "GraderError", "message": f"unknown class {name}", "where": ""})
-        mod = self._import(STUDENT_MODULES[name])
+        mod = self._import(self.student_modules[name])
         cls = getattr(mod, name, None)
         if not isinstance(cls, type):
-            raise CallFailed({"type": "AttributeError", "message": f"{STUDENT_MODULES[name]}.py does not define a class {name}",
+            raise CallFailed({"type": "AttributeError", "message": f"{self.student_modules[name]}.py does not define a class {name}",
                               "where": "", "missing": True})
         return cls
 
@@ -237,7 +240,7 @@ class Dispatcher:
         return reply, out
 
     def _op_import(self, head: dict, arrays: list) -> tuple[dict, list]:
-        if head.get("module") in STUDENT_MODULES.values():
+        if head.get("module") in self.student_modules.values():
             self._import(head["module"])
         return {"ok": True}, []
 
@@ -281,7 +284,7 @@ class _LocalAPI:
         return decode_value(encode_value(v, arrays), arrays)
 
 
-def install_package(package_dir: str, name: str = "assignment") -> None:
+def install_package(package_dir: str, name: str = "assignment", student_modules: dict[str, str] | None = None) -> None:
     """Make ``<name>.*`` importable from ``package_dir`` without running its ``__init__``.
 
     Inside a student file ``from assignment import Linear``, ``from assignment.layers import ReLU``,
@@ -300,9 +303,11 @@ def install_package(package_dir: str, name: str = "assignment") -> None:
     for attr in ("numerical_gradient", "rel_error", "check_gradient"):
         setattr(pkg, attr, getattr(gradcheck, attr))
 
+    modules = student_modules or STUDENT_MODULES
+
     def lazy(attr: str):  # ``from assignment import Linear`` inside a student file
-        if attr in STUDENT_MODULES:
-            return getattr(importlib.import_module(f"{name}.{STUDENT_MODULES[attr]}"), attr)
+        if attr in modules:
+            return getattr(importlib.import_module(f"{name}.{modules[attr]}"), attr)
         raise AttributeError(f"module {name!r} has no attribute {attr!r}")
 
     pkg.__getattr__ = lazy
