@@ -234,9 +234,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    here = Path(__file__).resolve().parent.parent
-    examples = here / "data" / "examples"
-    args.submissions = str(examples)
+    args.submissions = str(Path(__file__).resolve().parent.parent / "data" / "examples")
     return cmd_grade(args)
 
 
