@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .tomlfile import read_toml
+
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "assignments" / "backprop.toml"
 ENV = "GRADER_ASSIGNMENT"  #: path of the spec to use when none was activated in this process
@@ -238,12 +236,7 @@ def _check(spec: AssignmentSpec, where: str) -> None:
 def load_spec(path: str | Path) -> AssignmentSpec:
     """The spec in ``path`` (a TOML file), validated. Cached per path."""
     p = Path(path).resolve()
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(f"cannot read assignment spec {p}: {exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"assignment spec {p} is not valid TOML: {exc}") from None
+    data, _ = read_toml(p, "assignment spec", SpecError)
     where = f"assignment spec {p}"
     head, student, ref, checks = (data.get(k, {}) for k in ("assignment", "student", "reference", "checks"))
     root = (p.parent / str(head.get("root", "."))).resolve()

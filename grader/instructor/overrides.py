@@ -18,14 +18,11 @@ thing are errors that name the file and the entry.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from ..tomlfile import read_toml
+
 
 KEYS = {"student", "component", "adjust", "score", "reason", "author", "visible"}
 
@@ -55,12 +52,7 @@ def load_overrides(path: str | Path | None) -> list[Override]:
     if path is None:
         return []
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise OverrideError(f"cannot read overrides {p}: {exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise OverrideError(f"overrides {p} is not valid TOML: {exc}") from None
+    data, _ = read_toml(p, "overrides", OverrideError)
     extra = sorted(set(data) - {"override"})
     if extra:
         raise OverrideError(f"overrides {p}: unknown tables {', '.join(extra)}; write each as [[override]]")

@@ -22,6 +22,8 @@ import os
 import threading
 import time
 
+from .shm import close_fd
+
 MIN_RATE = 0.05  #: a charged second lasts at most 20 wall seconds
 READ_EVERY = 0.005  #: wall seconds between two reads of the kernel's counters
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -65,12 +67,8 @@ class _Stat:
             return None
 
     def close(self) -> None:
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-            self.fd = None
+        close_fd(self.fd)
+        self.fd = None
 
 
 class LoadClock:

@@ -27,6 +27,15 @@ ALIGN = 64
 SLOT_ITEMSIZE = 8
 
 
+def close_fd(fd: int | None) -> None:
+    """Close ``fd`` if there is one, whatever state it is in."""
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def _aligned(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
@@ -90,12 +99,8 @@ class Arena:
         self._mm = None  # views still alive keep their mapping until they go
         self.size = 0
         self.data_key = None
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-            self.fd = None
+        close_fd(self.fd)
+        self.fd = None
 
 
 class Layout:

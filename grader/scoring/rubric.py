@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from ..tomlfile import read_toml
+
 
 DEFAULT = Path(__file__).with_name("default_rubric.toml")
 
@@ -65,13 +62,7 @@ def load_rubric(path: str | Path | None = None, spec=None) -> Rubric:
 
     spec = spec or current_spec()
     p = Path(path) if path else spec.rubric
-    try:
-        raw_bytes = p.read_bytes()
-        data = tomllib.loads(raw_bytes.decode())
-    except OSError as exc:
-        raise RubricError(f"cannot read rubric {p}: {exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RubricError(f"rubric {p} is not valid TOML: {exc}") from None
+    data, raw_bytes = read_toml(p, "rubric", RubricError)
 
     known = spec.load_checks()  # this assignment's checks, in registration order
     head = data.get("rubric", {})
