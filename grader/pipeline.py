@@ -157,7 +157,6 @@ def zero_test(p: Planned, output: str, cause: str | None = None, *, detail: str 
                       (cause,) if cause else (), detail=detail)
 
 
-_zero = zero_test  # the Gradescope bundle's fallback script (grader/release.py) imports this name
 
 
 def score_check(p: Planned, res: CheckResult, rubric: Rubric) -> TestResult:

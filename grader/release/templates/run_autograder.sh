@@ -23,12 +23,12 @@ out, status, reason, src = sys.argv[1:5]
 doc = None
 try:  # every planned test, with score 0 and the reason, as for any other failed submission
     sys.path.insert(0, src)
-    from grader.pipeline import _zero, plan
+    from grader.pipeline import plan, zero_test
     from grader.scoring import SubmissionResult, load_rubric
     rubric = os.path.join(src, "rubric.toml")
     planned = plan(load_rubric(rubric if os.path.isfile(rubric) else None), public_only=False, mnist=True)
     doc = SubmissionResult("submission", status, reason,
-                           [_zero(p, "Not graded: " + reason) for p in planned]).to_gradescope()
+                           [zero_test(p, "Not graded: " + reason) for p in planned]).to_gradescope()
 except Exception as exc:
     reason += f" (the list of tests could not be built either: {exc!r})"
 if doc is None:
