@@ -16,13 +16,13 @@ A scale error (a factor 2, 1/N) keeps the cosine at 1 and is left to the accurac
 """
 from __future__ import annotations
 
-import os
 import random
 import time
 
 import numpy as np
 
 from ..sandbox.channel import GradientChannel, GradientRejected
+from ..sandbox.clock import cpu_seconds
 from ..sandbox.oracle import Oracle, StudentError
 from ..sandbox.training import PARAM_OWNER
 from .base import CaseResult, error_case, seed_for
@@ -176,9 +176,8 @@ def _layers_cpu(impl) -> float:
     if pid is None:
         return time.process_time()
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return cpu_seconds(fh.read())
     except (OSError, ValueError, IndexError):
         return time.process_time()
 

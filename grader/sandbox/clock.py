@@ -29,13 +29,11 @@ READ_EVERY = 0.005  #: wall seconds between two reads of the kernel's counters
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def run_delay(path: str) -> float | None:
-    """Seconds the thread of ``path`` (a schedstat file) spent waiting for a CPU, or None."""
-    try:
-        with open(path) as fh:
-            return int(fh.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return None
+def cpu_seconds(stat: bytes) -> float:
+    """user + system CPU seconds of every thread, from the text of a ``/proc/<pid>/stat`` file
+    (raises ValueError or IndexError when it is not one)."""
+    fields = stat.rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 class _Stat:
@@ -61,8 +59,7 @@ class _Stat:
         if self.fd is None:
             return None
         try:
-            fields = os.pread(self.fd, 4096, 0).rsplit(b")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / _TICKS
+            return cpu_seconds(os.pread(self.fd, 4096, 0))
         except (OSError, ValueError, IndexError):
             return None
 
