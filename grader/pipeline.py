@@ -318,11 +318,19 @@ def grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:
     """Grade one submission. Never raises; the result always holds every planned test.
 
     A failure of the grader itself (an exception here, memory running out) is status ``infra``:
-    the runner retries it in a fresh process, and a resumed run grades it again."""
-    if opts.spec != current_spec():  # options shipped to a process where another assignment is current
-        with use_spec(opts.assignment):
-            return _grade_submission(sub, opts)
-    return _grade_submission(sub, opts)
+    the runner retries it in a fresh process, and a resumed run grades it again.
+
+    The grader's own numpy runs on one BLAS thread here, whoever calls (``grader check``, ``--jobs
+    1``, Gradescope, a notebook): BLAS threads spinning next to the worker made MNIST training 10
+    to 20 times slower on a busy 2-core machine, and one thread keeps the reference's sums the same
+    on every machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        if opts.spec != current_spec():  # options shipped to a process where another assignment is current
+            with use_spec(opts.assignment):
+                return _grade_submission(sub, opts)
+        return _grade_submission(sub, opts)
 
 
 def _grade_submission(sub: Submission, opts: GradeOptions) -> SubmissionResult:

@@ -11,6 +11,7 @@ import pytest
 from grader.checks import mnist as M
 from grader.checks.mnist import LOGREG, MLP, datasets, train_and_score
 from grader.pipeline import GradeOptions, plan, reference_impl, reference_mnist, run_tests
+from grader.intake import Submission
 from grader.report import render_summary
 from grader.sandbox.client import LocalImpl
 from grader.scoring import SubmissionResult, load_rubric
@@ -238,3 +239,31 @@ def test_float64_style_student_keeps_full_marks(data):
                           secret="f64", reference=ref)
     frac = load_rubric().mnist["MNIST-MLP"].fraction(run.accuracy, ref["accuracy"], MLP.chance)
     assert run.error is None and run.review is None and frac == 1.0, (run.error, run.accuracy, ref["accuracy"])
+
+
+def test_the_graders_numpy_runs_on_one_blas_thread_whoever_calls(submission_factory, monkeypatch) -> None:
+    """``grader check``, ``--jobs 1`` and Gradescope call grade_submission in a process whose BLAS
+    may use every core: its threads spinning next to the worker made MNIST training 10-20x slower
+    on a busy machine. grade_submission itself runs the grader's numpy on one thread."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import grader.pipeline as pl
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+    real = pl.run_tests
+
+    def spy(*a, **kw):
+        seen.append(blas_threads())
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pl, "run_tests", spy)
+    sub = Submission("threads", submission_factory("threads"), "dir")
+    with threadpool_limits(2):
+        if blas_threads() != [2]:
+            pytest.skip("this numpy's BLAS cannot be set to two threads")
+        pl.grade_submission(sub, GradeOptions(secret="t", mnist=False, sandbox=False))
+        assert blas_threads() == [2]  # the caller's setting is given back
+    assert seen == [[1]]
