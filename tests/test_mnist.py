@@ -262,8 +262,9 @@ def test_the_graders_numpy_runs_on_one_blas_thread_whoever_calls(submission_fact
     monkeypatch.setattr(pl, "run_tests", spy)
     sub = Submission("threads", submission_factory("threads"), "dir")
     with threadpool_limits(2):
-        if blas_threads() != [2]:
-            pytest.skip("this numpy's BLAS cannot be set to two threads")
+        before = blas_threads()
+        if not before or set(before) != {2}:
+            pytest.skip(f"the BLAS libraries here cannot be set to two threads: {before}")
         pl.grade_submission(sub, GradeOptions(secret="t", mnist=False, sandbox=False))
-        assert blas_threads() == [2]  # the caller's setting is given back
-    assert seen == [[1]]
+        assert blas_threads() == before  # the caller's setting is given back
+    assert len(seen) == 1 and set(seen[0]) == {1}, seen
