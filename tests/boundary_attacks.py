@@ -50,7 +50,9 @@ STALL = '''
 import sys as _sys
 import time as _time
 
-_D = getattr(_sys.modules.get("__main__"), "Dispatcher", None)
+# the worker's module: "__main__" when started as a script, "worker" in a child of the fork server
+_D = (getattr(_sys.modules.get("worker"), "Dispatcher", None)
+      or getattr(_sys.modules.get("__main__"), "Dispatcher", None))
 if _D is not None and not getattr(_D, "_stalled", False):
     _orig = _D.handle
 

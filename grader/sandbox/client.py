@@ -2,7 +2,8 @@
 
 :class:`SandboxImpl` is the only way student code is ever executed. It implements the oracle
 interface of ``oracle.py`` over the worker's pipes (``pipe.py``): starts the worker from the
-grader's own install (``worker.py``, which applies the layers of ``isolation.py`` and ``view.py``),
+grader's own install (``worker.py``, which applies the layers of ``isolation.py`` and ``view.py``;
+forked by this process's fork server, ``spawner.py`` and ``zygote.py``, else a new interpreter),
 restarts it after a crash, cuts every call to its deadline and to the submission's time budget
 (``clock.py``), and kills every process of the private uid at the end (``cleanup.py``). The limits
 are a :class:`config.SandboxConfig`. The names other modules import from here are re-exported.
@@ -21,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .cleanup import describe_exit, kill_uid, live_uids, processes_of_uid  # noqa: F401  (re-exported)
+from . import spawner
 from .clock import LoadClock
 from .config import SWITCHABLE, SandboxConfig, SandboxRefused  # noqa: F401  (re-exported)
 from .local import LocalImpl  # noqa: F401  (re-exported)
@@ -31,7 +33,12 @@ from .protocol import read_message, write_message
 from .shm import Arena
 from .worker import STUDENT_MODULES  # noqa: F401  (re-exported)
 
-RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py", "view.py", "shm.py", "training.py")
+RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py", "view.py", "shm.py", "training.py", "zygote.py")
+#: The environment every worker shares (the fork server's); each worker adds its own folders.
+BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg",
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1", "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
 
@@ -150,18 +157,17 @@ class SandboxImpl(OracleBase):
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         work = str(self.root / "work")
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": work, "TMPDIR": work,
-               "MPLBACKEND": "Agg", "MPLCONFIGDIR": work + "/.config/matplotlib", "XDG_CACHE_HOME": work + "/.cache",
-               "XDG_CONFIG_HOME": work + "/.config", "IPYTHONDIR": work + "/.ipython",
-               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1", "PYTHONHASHSEED": "0",
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
+        env = {**BASE_ENV, "HOME": work, "TMPDIR": work, "MPLCONFIGDIR": work + "/.config/matplotlib",
+               "XDG_CACHE_HOME": work + "/.cache", "XDG_CONFIG_HOME": work + "/.config", "IPYTHONDIR": work + "/.ipython"}
         out = open(self._outdir / f"output-{self._generation}.txt", "wb")
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", str(HERE / "worker.py"), json.dumps({"req_fd": req_r, "resp_fd": resp_w})],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(req_r, resp_w, self._arena.fd), env=env,
-                cwd=work, start_new_session=True, close_fds=True)
+            # forked by this process's fork server (numpy already imported), else a new interpreter
+            self._proc = spawner.spawn(BASE_ENV, env, work, [req_r, resp_w, self._arena.fd, out.fileno()])
+            if self._proc is None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", "-B", str(HERE / "worker.py"), json.dumps({"req_fd": req_r, "resp_fd": resp_w})],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(req_r, resp_w, self._arena.fd), env=env,
+                    cwd=work, start_new_session=True, close_fds=True)
         finally:
             out.close()
             os.close(req_r)

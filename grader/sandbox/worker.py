@@ -352,14 +352,22 @@ def _serve(cfg: dict, req, resp) -> None:
             pass
 
 
+def run(req_fd: int, resp_fd: int, shm_fd: int | None = None) -> None:
+    """Serve the parent on these descriptors (``shm_fd``: the arena, where it is under another
+    number than in the parent, as in a child of the fork server ``zygote.py``)."""
+    req = os.fdopen(req_fd, "rb", buffering=1 << 16)
+    resp = os.fdopen(resp_fd, "wb", buffering=1 << 16)
+    cfg, _ = read_message(req, max_bytes=64 << 20)  # the configuration comes first, through the pipe
+    if shm_fd is not None and cfg.get("shm_fd") is not None:
+        cfg["shm_fd"] = shm_fd
+    _serve(cfg, req, resp)
+
+
 def main() -> None:
     import json
 
     fds = json.loads(sys.argv[1])
-    req = os.fdopen(fds["req_fd"], "rb", buffering=1 << 16)
-    resp = os.fdopen(fds["resp_fd"], "wb", buffering=1 << 16)
-    cfg, _ = read_message(req, max_bytes=64 << 20)  # the configuration comes first, through the pipe
-    _serve(cfg, req, resp)
+    run(fds["req_fd"], fds["resp_fd"])
     os._exit(0)
 
 
