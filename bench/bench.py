@@ -209,9 +209,12 @@ def log(msg: str) -> None:
 
 def children_cpu() -> float:
     """User + system CPU seconds of every reaped descendant so far (pool and sandbox workers included:
-    each is waited for by its parent)."""
+    each is waited for by its parent), and of this process's fork server with the workers it reaped
+    (they reach RUSAGE_CHILDREN only when the server ends)."""
+    from grader.sandbox import spawner
+
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+    return r.ru_utime + r.ru_stime + spawner.server_cpu()
 
 
 def grader_cmd() -> list[str]:

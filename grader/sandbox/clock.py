@@ -29,11 +29,13 @@ READ_EVERY = 0.005  #: wall seconds between two reads of the kernel's counters
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_seconds(stat: bytes) -> float:
+def cpu_seconds(stat: bytes, *, reaped_children: bool = False) -> float:
     """user + system CPU seconds of every thread, from the text of a ``/proc/<pid>/stat`` file
-    (raises ValueError or IndexError when it is not one)."""
+    (raises ValueError or IndexError when it is not one); ``reaped_children``: plus those of the
+    children it has waited for (the fork server's workers)."""
     fields = stat.rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    own = int(fields[11]) + int(fields[12])
+    return (own + (int(fields[13]) + int(fields[14]) if reaped_children else 0)) / _TICKS
 
 
 class _Stat:

@@ -181,3 +181,18 @@ def server_pid() -> int | None:
     if _server is not None and _server_pid == os.getpid() and _server.alive():
         return _server.proc.pid
     return None
+
+
+def server_cpu() -> float:
+    """CPU seconds of this process's fork server and of the workers it has reaped (a worker's time
+    reaches this process's ``RUSAGE_CHILDREN`` only when the server itself ends): 0 without one."""
+    from .clock import cpu_seconds
+
+    pid = server_pid()
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return cpu_seconds(fh.read(), reaped_children=True)
+    except (OSError, ValueError, IndexError):
+        return 0.0
