@@ -108,6 +108,12 @@ class AssignmentSpec:
         return {c.id: c.module for c in self.components}
 
     @property
+    def provided(self) -> dict[str, list[str]]:
+        """The provided files as the worker installs them: module names, and the names they give the
+        student package (``from assignment import Module``)."""
+        return {"modules": [Path(f).stem for f in self.provided_files], "names": list(self.provided_names)}
+
+    @property
     def classes_of_file(self) -> dict[str, tuple[str, ...]]:
         """Student file -> the classes graded in it (notebook intake)."""
         return {f: tuple(c.id for c in self.components if f"{c.module}.py" == f) for f in self.student_files}

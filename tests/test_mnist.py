@@ -50,7 +50,7 @@ def test_trusted_backprop_matches_the_reference_layers(data):
     d = data["mlp"]
     params = M.initial_params(MLP, np.random.default_rng(3))
     idx = np.arange(64) * 7
-    _, got = GradientChannel(reference_impl(), "mlp", MLP.hidden, params, d.X_train, d.y_train, 64).gradient(
+    _, got = GradientChannel(reference_impl(), "mlp", M.network(MLP), params, d.X_train, d.y_train, 64).gradient(
         params, idx, timeout=10)
     want = M.backprop("mlp", params, d.X_train[idx].astype(np.float32) / np.float32(255), d.y_train[idx])
     for k in params:

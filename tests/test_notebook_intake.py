@@ -21,6 +21,7 @@ from grader.intake.notebook import MAX_CODE_BYTES, NotebookError, notebook_modul
 from grader.pipeline import GradeOptions, grade_submission
 from grader.sandbox.client import SandboxConfig
 from grader.sandbox.worker import describe_exception, install_package
+from grader.spec import current_spec
 
 SOLUTION = {f: (ROOT / "solutions" / f).read_text() for f in ("layers.py", "logistic_regression.py")}
 CONFIG = SandboxConfig(call_timeout=5.0)
@@ -56,7 +57,7 @@ class Loaded:
         self.notes = self.prepared.notes
         self.text = (self.prepared.package_dir / "layers.py").read_text()
         self.package = f"_nbtest_{uuid.uuid4().hex}"
-        install_package(str(self.prepared.package_dir), self.package)
+        install_package(str(self.prepared.package_dir), self.package, current_spec().student_modules, current_spec().provided)
 
     def module(self, name: str = "layers"):
         return importlib.import_module(f"{self.package}.{name}")

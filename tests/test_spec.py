@@ -33,11 +33,6 @@ GRADER = ROOT / "grader"
 
 #: grader files that may name the default homework's components, files or tests, and why
 ALLOWLIST = {
-    "grader/sandbox/training.py": "the training loop inside the worker builds the MLP and the logistic "
-                                  "regression from their classes (sandbox, owned by the sandbox work; "
-                                  "to be driven by the end-to-end spec)",
-    "grader/sandbox/worker.py": "STUDENT_MODULES: the worker's default class -> module map, replaced by "
-                                "the spec's from the configuration the parent sends (cfg['student_modules'])",
     "grader/sandbox/policy.py": "GRADER_PACKAGES: the grader's own packages hidden from student code",
     "grader/diagnosis/causes.py": "the cause catalogue: hints written for students of this homework",
     "grader/release.py": "the student release and Gradescope bundle (being split into a package in "

@@ -24,11 +24,11 @@ import numpy as np
 from ..sandbox.channel import GradientChannel, GradientRejected
 from ..sandbox.clock import cpu_seconds
 from ..sandbox.oracle import Oracle, StudentError
-from ..sandbox.training import PARAM_OWNER
+from ..sandbox.training import param_owners
 from .base import CaseResult, error_case, seed_for
 from .mnist_protocol import (LOGREG, MIN_COSINE, MLP, NETWORK_CLASSES, NORM_FACTOR, SUBSET_SEED,  # noqa: F401
                              WALL_FACTOR, Dataset, MnistRun, Protocol, batch_order, accuracy, backprop, cosine,
-                             datasets, initial_params, stratified)
+                             datasets, initial_params, network, stratified)
 
 
 def _already_failed(impl, p: Protocol, run: MnistRun) -> bool:
@@ -94,7 +94,8 @@ class _Training:
         now = self.clock()
         self.deadline, self.soft = now + WALL_FACTOR * budget, now + budget
         self.cpu0 = _layers_cpu(impl)
-        self.chan = GradientChannel(impl, p.kind, p.hidden, params, data.X_train, data.y_train, p.batch_size,
+        self.owners = param_owners(network(p))
+        self.chan = GradientChannel(impl, p.kind, network(p), params, data.X_train, data.y_train, p.batch_size,
                                     timeout=budget)
         self.ref_norms = (reference or {}).get("grad_norms") or []
         self.floors = ({k: float(np.median([s[i] for s in self.ref_norms])) for i, k in enumerate(params)}
@@ -156,7 +157,7 @@ class _Training:
         norms = [_norm(g) for g in grads.values()]
         if self.reference is None:
             run.grad_norms.append([float(f"{x:.4g}") for x in norms])
-        bad = _finite(run, step, grads, norms)
+        bad = _finite(run, step, grads, norms, self.owners)
         if bad is not None:
             return bad
         # A norm far beyond the reference's is checked whatever the draw: with the right direction it
@@ -207,12 +208,12 @@ def _call_failed(run: MnistRun, p: Protocol, exc: StudentError, step: int) -> Mn
     return run
 
 
-def _finite(run, step, grads, norms) -> MnistRun | None:
+def _finite(run, step, grads, norms, owners: dict[str, str]) -> MnistRun | None:
     for k, n in zip(grads, norms):
         if not np.isfinite(n):
             return run.fail("not_learning", f"training stopped at step {step}: the gradient of {k} is NaN or "
                             "inf (training diverged, or exp overflow, log(0) or a division by zero)",
-                            component=PARAM_OWNER[k], method="backward", kind="not_finite", step=step,
+                            component=owners[k], method="backward", kind="not_finite", step=step,
                             message=f"gradient {k} not finite")
     return None
 
@@ -239,6 +240,7 @@ def _direction(run, p, step, grads, want, odd: dict | None = None) -> MnistRun |
         cos = cosine(g, w)
         if cos >= MIN_COSINE:
             continue
+        owners = param_owners(network(p))
         if odd is not None:
             run.review = dict(odd, cosine=round(cos, 4))
             return run.fail("inconsistent_training",
@@ -246,7 +248,7 @@ def _direction(run, p, step, grads, want, odd: dict | None = None) -> MnistRun |
                             f"{odd['norm'] / max(odd['reference_norm'], 1e-30):.3g} times the size of the reference's "
                             "at the same point of the protocol and points elsewhere than backpropagation's; the run "
                             "is not credited and is flagged for review",
-                            component=PARAM_OWNER[odd["param"]], method="backward", kind="norm", step=step,
+                            component=owners[odd["param"]], method="backward", kind="norm", step=step,
                             message=f"|grad {odd['param']}| = {odd['norm']}, cosine {cos:.3f}")
         where = ("on the first MNIST batch" if step == 1 else
                  "on a batch during training (at the parameters and batch the grader gave)")
@@ -257,7 +259,7 @@ def _direction(run, p, step, grads, want, odd: dict | None = None) -> MnistRun |
                                 "accumulating gradients or a stale cache, or a forward pass that is not the "
                                 "network's, such as a missing bias, does this once training has moved the "
                                 "parameters)"))
-        run.fail("not_learning", detail, component=PARAM_OWNER[k], method="backward", kind="direction",
+        run.fail("not_learning", detail, component=owners[k], method="backward", kind="direction",
                  step=step, message=f"cosine {cos:.3f} for {k}")
         run.failure.update(cosine=round(cos, 4), param=k)  # fields, so review never parses the message
         return run

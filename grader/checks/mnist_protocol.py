@@ -42,6 +42,20 @@ NETWORK_CLASSES = {"mlp": ("Linear", "ReLU", "LogSoftmax", "NLLLoss"), "logreg":
 MLP = Protocol("MNIST-MLP", "mlp", hidden=64, epochs=2, batch_size=64, lr=0.3, subset=20000, chance=0.1)
 LOGREG = Protocol("MNIST-LogReg", "logreg", epochs=2, batch_size=64, lr=0.5, chance=0.5)
 
+
+
+def network(p: Protocol) -> dict:
+    """The network the worker builds from the student's classes for this protocol (see
+    ``grader/sandbox/training.py``, :class:`Net`): layers with the parameters they own, and a loss."""
+    if p.kind == "mlp":
+        return {"sequence": [{"cls": "Linear", "args": [784, p.hidden, 0], "params": {"W": "W1", "b": "b1"}},
+                           {"cls": "ReLU"},
+                           {"cls": "Linear", "args": [p.hidden, 10, 0], "params": {"W": "W2", "b": "b2"}},
+                           {"cls": "LogSoftmax"}],
+                "loss": {"cls": "NLLLoss", "args": ["mean"]}}
+    return {"sequence": [{"cls": "LogisticRegression", "args": [784, 0], "params": {"w": "w", "b": "b"}}], "model": True}
+
+
 MIN_COSINE = 0.9     # every known-buggy variant that gets MNIST credit is at 0.99 or more (bench/README.md)
 NORM_FACTOR = 1e4    # N-times-too-large bugs are 64x; see README "MNIST integrity" for the margin
 SUBSET_SEED = 20240  # the stratified subset is fixed (not secret): the same images for every run

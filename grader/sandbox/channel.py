@@ -16,7 +16,7 @@ import numpy as np
 from .oracle import StudentError, classify
 from .protocol import ALLOWED_DTYPES
 from .shm import SLOT_ITEMSIZE, Layout
-from .training import PARAM_OWNER
+from .training import param_owners
 
 
 @dataclass
@@ -26,16 +26,13 @@ class GradientRejected(Exception):
     param: str
     kind: str       #: "shape", "type"
     message: str
-
-    @property
-    def component(self) -> str:
-        return PARAM_OWNER.get(self.param, "")
+    component: str = ""  #: the class that owns the parameter
 
 
 class GradientChannel:
     """One training run's connection to the student's layers."""
 
-    def __init__(self, impl, kind: str, hidden: int, params: dict[str, np.ndarray], X: np.ndarray,
+    def __init__(self, impl, kind: str, network: dict, params: dict[str, np.ndarray], X: np.ndarray,
                  y: np.ndarray, batch_size: int, *, timeout: float = 60.0) -> None:
         self.impl, self.kind = impl, kind
         self.key = f"training {kind}"  # one failed-call key per network (an MLP timeout is not LogReg's)
@@ -59,8 +56,9 @@ class GradientChannel:
         self._grad_views: dict = {}
         size = self.arena.size
         self.request({"op": "data", "size": size, "X": self.X_at, "y": self.y_at}, "data", timeout)
-        self.request({"op": "net", "size": size, "kind": kind, "hidden": hidden, "params": self.param_at,
-                       "grads": self.grad_at, "idx": self.idx_at}, "net", timeout)
+        self.owners = param_owners(network)
+        self.request({"op": "net", "size": size, "network": network, "params": self.param_at,
+                      "grads": self.grad_at, "idx": self.idx_at}, "net", timeout)
         self._head = {"op": "grad", "size": size, "n": 0}
         self._pending = None
 
@@ -119,14 +117,16 @@ class GradientChannel:
             raise self.impl.malformed("a malformed gradient shape")
         if d.get("written") is not True:  # not an array, or not a usable one
             if shape is not None and tuple(shape) != want:
-                raise GradientRejected(k, "shape", f"gradient {k} has shape {tuple(shape)}, parameter has {want}")
+                raise GradientRejected(k, "shape", f"gradient {k} has shape {tuple(shape)}, parameter has {want}",
+                                       self.owners.get(k, ""))
             raise GradientRejected(k, "type", f"gradient {k} is a {str(d.get('type'))[:120]}"
                                               f"{' of dtype ' + str(d.get('dtype'))[:40] if d.get('dtype') else ''}, "
-                                              "not a numpy array of numbers")
+                                              "not a numpy array of numbers", self.owners.get(k, ""))
         if d["dtype"] not in ALLOWED_DTYPES or shape is None:
             raise self.impl.malformed("a gradient of unknown dtype")
         if tuple(shape) != want:
-            raise GradientRejected(k, "shape", f"gradient {k} has shape {tuple(shape)}, parameter has {want}")
+            raise GradientRejected(k, "shape", f"gradient {k} has shape {tuple(shape)}, parameter has {want}",
+                                       self.owners.get(k, ""))
         off, _, _, room = self.grad_at[k]
         if math.prod(want) * np.dtype(d["dtype"]).itemsize > room:
             raise self.impl.malformed("a gradient larger than its slot")

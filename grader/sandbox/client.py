@@ -31,7 +31,6 @@ from .pipe import Pipe, scrub_paths
 from .policy import ReadPolicy, read_policy
 from .protocol import read_message, write_message
 from .shm import Arena
-from .worker import STUDENT_MODULES  # noqa: F401  (re-exported)
 
 RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py", "view.py", "shm.py", "training.py", "zygote.py")
 #: The environment every worker shares (the fork server's); each worker adds its own folders.
@@ -63,6 +62,12 @@ def _spec_student_modules() -> dict[str, str]:
     from ..spec import current_spec
 
     return current_spec().student_modules
+
+
+def _spec_provided() -> dict[str, list[str]]:
+    from ..spec import current_spec
+
+    return current_spec().provided
 
 
 class SandboxImpl(OracleBase):
@@ -214,7 +219,7 @@ class SandboxImpl(OracleBase):
             "runtime_private": policy.private, "uid": self._uid, **on,
         }
         return {"isolation": iso, "package_dir": str(self.package_dir), "work_dir": work, "blocked": blocked,
-                "shm_fd": self._arena.fd, "student_modules": self.student_modules}
+                "shm_fd": self._arena.fd, "student_modules": self.student_modules, "provided": _spec_provided()}
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

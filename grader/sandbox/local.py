@@ -8,7 +8,7 @@ import numpy as np
 
 from .oracle import OracleBase
 from .shm import Arena
-from .worker import STUDENT_MODULES, Dispatcher
+from .worker import Dispatcher
 
 
 class LocalImpl(OracleBase):
@@ -23,9 +23,12 @@ class LocalImpl(OracleBase):
 
     @classmethod
     def from_modules(cls, *modules, label: str = "in-process") -> "LocalImpl":
+        """The assignment's classes (``grader/spec.py``) found in these modules."""
+        from ..spec import current_spec
+
         classes = {}
         for m in modules:
-            for name in STUDENT_MODULES:
+            for name in current_spec().student_modules:
                 if isinstance(getattr(m, name, None), type):
                     classes[name] = getattr(m, name)
         return cls(classes, label=label)
@@ -34,11 +37,13 @@ class LocalImpl(OracleBase):
     def from_package_dir(cls, package_dir: Path, label: str = "in-process (unsandboxed)", *,
                          student_modules: dict[str, str] | None = None) -> "LocalImpl":
         """A prepared submission imported into this process: trusted code only (``--no-sandbox``).
-        ``student_modules``: the assignment's class -> module map (default: this homework's)."""
+        ``student_modules``: the assignment's class -> module map (default: the current spec's)."""
+        from ..spec import current_spec
         from .worker import install_package
 
+        student_modules = student_modules or current_spec().student_modules
         name = f"_bpg_submission_{uuid.uuid4().hex}"
-        install_package(str(package_dir), name, student_modules)
+        install_package(str(package_dir), name, student_modules, current_spec().provided)
         return cls(label=label, dispatcher=Dispatcher(package_dir=str(package_dir), package=name,
                                                       student_modules=student_modules))
 

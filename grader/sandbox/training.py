@@ -24,9 +24,12 @@ except ImportError:  # in the parent they live in grader.sandbox
     from .shm import Arena
 
 OPS = ("data", "net", "grad")
-#: Which layer object answers for a parameter: (component, layer attribute).
-PARAM_OWNER = {"W1": "Linear", "b1": "Linear", "W2": "Linear", "b2": "Linear",
-               "w": "LogisticRegression", "b": "LogisticRegression"}
+
+
+def param_owners(network: dict) -> dict[str, str]:
+    """Which class answers for each trained parameter of a network description (see :class:`Net`)."""
+    layers = network.get("sequence") or []
+    return {name: str(layer["cls"]) for layer in layers for name in (layer.get("params") or {}).values()}
 
 
 class TrainingError(Exception):
@@ -38,19 +41,26 @@ class TrainingError(Exception):
 
 
 class Net:
-    """The MLP (784-H-10) or the logistic regression, built from the student's classes through an
-    object API (``new``/``set``/``call``; local in the worker, or remote for tests)."""
+    """A network built from the student's classes, as the parent describes it, through an object API
+    (``new``/``set``/``call``; local in the worker, or remote for tests).
 
-    def __init__(self, api: Any, kind: str, hidden: int) -> None:
-        self.api, self.kind = api, kind
-        if kind == "mlp":
-            self.l1 = self._new("Linear", 784, hidden, 0)
-            self.relu = self._new("ReLU")
-            self.l2 = self._new("Linear", hidden, 10, 0)
-            self.lsm = self._new("LogSoftmax")
-            self.nll = self._new("NLLLoss", "mean")
-        else:
-            self.lr = self._new("LogisticRegression", 784, 0)
+    The description (the end-to-end protocol's, ``grader/checks/mnist_protocol.py``) is a list of
+    ``sequence`` of layers, each ``{"cls", "args", "params": {attribute: parameter name}}``, and either a ``loss``
+    layer (a sequence: forward through the layers, ``loss.forward(out, y)``, ``loss.backward(1.0)``,
+    backward through the layers in reverse) or ``"model": true`` (one layer whose ``forward(X, y)``
+    returns the loss and whose ``backward(1.0)`` fills its gradients). The gradients of the layers
+    with parameters are read with ``gradients()`` after the backward pass, in the layers' order.
+    """
+
+    def __init__(self, api: Any, network: dict) -> None:
+        self.api = api
+        self.specs = [dict(layer) for layer in network["sequence"]]
+        self.handles = [self._new(layer["cls"], *layer.get("args", ())) for layer in self.specs]
+        self.model = bool(network.get("model"))
+        loss = network.get("loss")
+        self.loss_cls = loss["cls"] if loss else self.specs[-1]["cls"]
+        self.loss = self._new(loss["cls"], *loss.get("args", ())) if loss else None
+        self.trained = [(h, layer) for h, layer in zip(self.handles, self.specs) if layer.get("params")]
 
     def _new(self, cls: str, *args):
         return self._annotate(cls, "__init__", self.api.new, cls, *args)
@@ -72,46 +82,37 @@ class Net:
 
     def load(self, params: dict[str, np.ndarray]) -> None:
         """Set the parameters (arrays the layers may keep: nobody else holds them)."""
-        s = self.api.set
-        if self.kind == "mlp":
-            for h, pre in ((self.l1, "1"), (self.l2, "2")):
-                self._annotate("Linear", "set W", s, h, "W", params[f"W{pre}"])
-                self._annotate("Linear", "set b", s, h, "b", params[f"b{pre}"])
-        else:
-            self._annotate("LogisticRegression", "set w", s, self.lr, "w", params["w"])
-            self._annotate("LogisticRegression", "set b", s, self.lr, "b", params["b"])
+        for h, layer in self.trained:
+            for attr, name in layer["params"].items():
+                self._annotate(layer["cls"], f"set {attr}", self.api.set, h, attr, params[name])
 
     def step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, dict]:
         """Forward and backward on one batch; returns the loss and the raw parameter gradients."""
-        c = self._c
-        if self.kind == "mlp":
-            h = c(self.l1, "Linear", "forward", xb)
-            a = c(self.relu, "ReLU", "forward", h)
-            t = c(self.l2, "Linear", "forward", a)
-            lp = c(self.lsm, "LogSoftmax", "forward", t)
-            loss = c(self.nll, "NLLLoss", "forward", lp, yb)
-            g = c(self.nll, "NLLLoss", "backward", 1.0)
-            g = c(self.lsm, "LogSoftmax", "backward", g)
-            g = c(self.l2, "Linear", "backward", g)
-            g = c(self.relu, "ReLU", "backward", g)
-            c(self.l1, "Linear", "backward", g)
-            g1, g2 = c(self.l1, "Linear", "gradients"), c(self.l2, "Linear", "gradients")
-            g1, g2 = (g if isinstance(g, dict) else {} for g in (g1, g2))
-            grads = {"W1": g1.get("W"), "b1": g1.get("b"), "W2": g2.get("W"), "b2": g2.get("b")}
+        c, pairs = self._c, list(zip(self.handles, self.specs))
+        if self.model:
+            (h, layer), = pairs
+            loss = c(h, layer["cls"], "forward", xb, yb)
+            c(h, layer["cls"], "backward", 1.0)
         else:
-            loss = c(self.lr, "LogisticRegression", "forward", xb, yb)
-            c(self.lr, "LogisticRegression", "backward", 1.0)
-            g = c(self.lr, "LogisticRegression", "gradients")
-            g = g if isinstance(g, dict) else {}
-            grads = {"w": g.get("w"), "b": g.get("b")}
+            out = xb
+            for h, layer in pairs:
+                out = c(h, layer["cls"], "forward", out)
+            loss = c(self.loss, self.loss_cls, "forward", out, yb)
+            g = c(self.loss, self.loss_cls, "backward", 1.0)
+            for h, layer in reversed(pairs):
+                g = c(h, layer["cls"], "backward", g)
+        grads: dict = {}
+        for h, layer in self.trained:
+            got = c(h, layer["cls"], "gradients")
+            got = got if isinstance(got, dict) else {}
+            grads.update({name: got.get(attr) for attr, name in layer["params"].items()})
         if isinstance(loss, NumpyScalar):
             loss = loss.array
         try:
             loss = float(loss)
         except (TypeError, ValueError):
-            comp = "NLLLoss" if self.kind == "mlp" else "LogisticRegression"
             raise TrainingError({"message": f"the loss is not a number ({type(loss).__name__})", "kind": "type",
-                                 "component": comp, "method": "forward"}) from None
+                                 "component": self.loss_cls, "method": "forward"}) from None
         return loss, grads
 
 
@@ -144,7 +145,7 @@ class Trainer:
                 self.net = None
                 self.layout = {k: head[k] for k in ("params", "grads", "idx")}
                 self._views = {}
-                self.net = Net(self.api, head["kind"], int(head.get("hidden", 0)))
+                self.net = Net(self.api, head["network"])
                 return {"ok": True}, []
             return self._grad(int(head["n"]))
         except TrainingError as exc:
@@ -191,4 +192,4 @@ class Trainer:
         return {"written": True, "dtype": g.dtype.str, "shape": list(g.shape)}
 
 
-__all__ = ["Net", "OPS", "PARAM_OWNER", "Trainer", "TrainingError", "decode_value", "encode_value"]
+__all__ = ["Net", "OPS", "Trainer", "TrainingError", "decode_value", "encode_value", "param_owners"]

@@ -36,8 +36,10 @@ import numpy as np
 # through sys.modules or ctypes can still reach them; that is deliberate tampering, see tests.)
 _frombuffer = np.frombuffer
 
-STUDENT_MODULES = {"Linear": "layers", "ReLU": "layers", "LogSoftmax": "layers", "NLLLoss": "layers",
-                   "LogisticRegression": "logistic_regression"}
+#: The assignment's class -> student module map and its provided files (module names, and the names
+#: they give the package): set from the configuration the parent sends (its ``grader/spec.py``).
+STUDENT_MODULES: dict[str, str] = {}
+PROVIDED: dict[str, list[str]] = {"modules": [], "names": []}
 #: The default import policy (the rubric's ``[imports]`` section can change it): automatic and
 #: symbolic differentiation libraries, by top-level module name, with the reason shown to students.
 BLOCKED_IMPORTS = {
@@ -284,24 +286,26 @@ class _LocalAPI:
         return decode_value(encode_value(v, arrays), arrays)
 
 
-def install_package(package_dir: str, name: str = "assignment", student_modules: dict[str, str] | None = None) -> None:
+def install_package(package_dir: str, name: str = "assignment", student_modules: dict[str, str] | None = None,
+                    provided: dict[str, list[str]] | None = None) -> None:
     """Make ``<name>.*`` importable from ``package_dir`` without running its ``__init__``.
 
     Inside a student file ``from assignment import Linear``, ``from assignment.layers import ReLU``,
     ``import assignment.module as m`` and the relative forms (``from .layers import Linear``) all
-    work: the package exposes the provided helpers at once and each student class on first use.
+    work: the package exposes the provided helpers at once (``provided``: the provided files'
+    module names and the names they give the package) and each student class on first use.
     """
     pkg = types.ModuleType(name)
     pkg.__path__ = [package_dir]
     pkg.__file__ = os.path.join(package_dir, "__init__.py")
     pkg.__package__ = name
     sys.modules[name] = pkg
-    module = importlib.import_module(f"{name}.module")
-    gradcheck = importlib.import_module(f"{name}.gradcheck")
-    for attr in ("Module", "Sequential"):
-        setattr(pkg, attr, getattr(module, attr))
-    for attr in ("numerical_gradient", "rel_error", "check_gradient"):
-        setattr(pkg, attr, getattr(gradcheck, attr))
+    provided = provided or PROVIDED
+    for modname in provided["modules"]:
+        helpers = importlib.import_module(f"{name}.{modname}")
+        for attr in provided["names"]:
+            if hasattr(helpers, attr) and not hasattr(pkg, attr):
+                setattr(pkg, attr, getattr(helpers, attr))
 
     modules = student_modules or STUDENT_MODULES
 
@@ -327,9 +331,8 @@ def _serve(cfg: dict, req, resp) -> None:
     blocked = cfg.get("blocked")
     sys.meta_path.insert(0, BlockedImport(blocked))
     sys.dont_write_bytecode = True
-    if cfg.get("student_modules"):  # the assignment's classes and files (the parent's grader/spec.py)
-        STUDENT_MODULES.clear()
-        STUDENT_MODULES.update(cfg["student_modules"])
+    STUDENT_MODULES.update(cfg.get("student_modules") or {})  # the assignment's (the parent's grader/spec.py)
+    PROVIDED.update(cfg.get("provided") or {})
     install_package(cfg["package_dir"])
     os.chdir(cfg["work_dir"])
     d = Dispatcher(package_dir=cfg["package_dir"], arena=shm.Arena(cfg["shm_fd"]) if cfg.get("shm_fd") is not None else None)
