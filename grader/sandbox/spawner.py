@@ -85,7 +85,6 @@ class _Server:
             theirs.close()
         self.sock = ours
         self.sock.settimeout(REPLY_TIMEOUT)
-        self.env = dict(env)
         self.lock = threading.Lock()
         hello = self._recv()
         if not hello.get("ready"):
@@ -133,17 +132,30 @@ class _Server:
 
 _server: _Server | None = None
 _server_pid: int | None = None  # the process that started it (a forked copy of us must not use it)
+_starting = threading.Lock()    # threads of one process (a Dask worker's) share one server
+
+
+_retired: list[_Server] = []    # servers that failed a request: never asked again, ended at exit
 
 
 def _current(env: dict[str, str]) -> _Server | None:
     global _server, _server_pid
-    if _server is not None and (_server_pid != os.getpid() or not _server.alive() or _server.env != env):
+    if _server is not None and (_server_pid != os.getpid() or not _server.alive()):
         if _server_pid == os.getpid():
-            shutdown()
+            _retire()
         _server = None
     if _server is None:
         _server, _server_pid = _Server(env), os.getpid()
     return _server
+
+
+def _retire() -> None:
+    """Stop using the current server, without ending it: workers it forked for other threads of
+    this process may still be grading (they die with it)."""
+    global _server
+    if _server is not None and _server_pid == os.getpid():
+        _retired.append(_server)
+    _server = None
 
 
 def spawn(base_env: dict[str, str], env: dict[str, str], cwd: str, fds: list[int]) -> ForkedWorker | None:
@@ -152,10 +164,12 @@ def spawn(base_env: dict[str, str], env: dict[str, str], cwd: str, fds: list[int
     if not hasattr(os, "pidfd_open") or os.environ.get("GRADER_NO_FORK_SERVER"):
         return None
     try:
-        server = _current(base_env)
+        with _starting:
+            server = _current(base_env)
         pid = server.fork(env, cwd, fds)
     except (OSError, ValueError):
-        shutdown()
+        with _starting:
+            _retire()
         return None
     try:
         return ForkedWorker(server, pid)
@@ -166,13 +180,15 @@ def spawn(base_env: dict[str, str], env: dict[str, str], cwd: str, fds: list[int
 
 @atexit.register
 def shutdown() -> None:
-    """End the fork server of this process (its workers die with it)."""
+    """End the fork servers of this process (their workers die with them)."""
     global _server
-    if _server is not None and _server_pid == os.getpid():
-        try:
-            _server.close()
-        except OSError:
-            pass
+    if _server_pid == os.getpid():
+        for server in _retired + ([_server] if _server is not None else []):
+            try:
+                server.close()
+            except OSError:
+                pass
+        _retired.clear()
     _server = None
 
 
