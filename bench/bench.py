@@ -579,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-repeat", type=int, default=None,
                     help="repeats of the batch and scaling figures (default: min(repeat, 2), which keeps the "
                          "default run under ~15 minutes)")
+    ap.add_argument("--class-size", type=int, default=None,
+                    help="submissions in the mixed and the correct class (default 40; 11 and 8 with --quick)")
     ap.add_argument("--memory-probe", nargs=2, metavar=("SUB", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_probe:
@@ -616,7 +618,9 @@ def main(argv: list[str] | None = None) -> int:
         doc["memory"] = bench_memory(work, repeat)
 
         n_mixed, n_correct = (11, 8) if args.quick else (40, 40)
-        mixed = build_mixed(work / "mixed", n_mixed, quick=args.quick)
+        if args.class_size:
+            n_mixed = n_correct = args.class_size
+        mixed = build_mixed(work / "mixed", n_mixed, quick=args.quick and not args.class_size)
         correct = build_correct(work / "correct", n_correct)
         batch: dict = {}
         runs: dict[int, list] = {1: [], 2: []}
