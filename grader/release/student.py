@@ -37,8 +37,10 @@ def public_rubric_toml() -> str:
 
     r = load_rubric()
     public = {s.id for s in public_specs()}
+    tests = current_spec().end_to_end_ids
+    more = f", and the end-to-end tests ({', '.join(tests)})" if tests else ""
     lines = ["# The public part of the rubric: the points of the checks `grader check` runs.",
-             "# Official grading adds hidden cases of these checks, more checks, and the MNIST tests.", "",
+             f"# Official grading adds hidden cases of these checks, more checks{more}.", "",
              "[rubric]", f"name = {json.dumps(r.name)}", f"public_share = {r.public_share!r}",
              f"partial_credit = {'true' if r.partial_credit else 'false'}", "", "[checks]"]
     lines += [f"{json.dumps(cid)} = {pts!r}" for cid, pts in r.checks.items() if cid in public]
@@ -76,7 +78,7 @@ def student_readme(spec) -> str:
     pkg = spec.student_package
     where = "; ".join(f"{_phrase([c.id for c in spec.components if f'{c.module}.py' == f])} in `{pkg}/{f}`"
                       for f in spec.student_files)
-    return template("student-README.md", name=spec.name, python=PYTHON, package=pkg, where=where,
+    return template("student-README.md", title=spec.name, python=PYTHON, package=pkg, where=where,
                     components=", ".join(spec.component_ids), first=spec.component_ids[0],
                     files=_phrase([f"`{pkg}/{f}`" for f in spec.student_files]))
 
