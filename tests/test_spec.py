@@ -349,3 +349,32 @@ def test_second_assignment_bundle_rejects_the_wrong_files(scale: Path, scale_bun
     d = _run(_layout(scale_bundle, tmp_path, {"layers.py": "x = 1\n"}))
     assert d["extra_data"]["status"] == "rejected" and d["score"] == 0
     assert len(d["tests"]) == 4 and all("upload assignment/scale.py" in t["output"] for t in d["tests"]), d
+
+
+# --- run.json records the spec; a resume with another spec grades again --------------------------------
+
+def test_run_json_records_the_spec_and_a_changed_spec_regrades(scale: Path, tmp_path: Path) -> None:
+    from grader.batch.runner import grade_batch
+
+    out = tmp_path / "out"
+    subs = scale.parent / "submissions"
+
+    def run(spec_path: Path):
+        with use_spec(spec_path) as spec:
+            opts = GradeOptions(secret="resume-spec", sandbox=False, mnist=False)
+            return spec, grade_batch(subs, out, opts, html_report=False)
+
+    spec, first = run(scale)
+    rec = json.loads((out / "run.json").read_text())["assignment"]
+    assert rec == {"name": "Scale by hand", "path": str(spec.path), "sha256": spec.digest}
+    assert spec.digest == __import__("hashlib").sha256(scale.read_bytes()).hexdigest()
+    _, again = run(scale)  # the same spec: everything kept
+    assert again.skipped == 2 and not [w for w in again.warnings if "assignment spec" in w]
+    changed = scale.with_name("spec-v2.toml")  # the same assignment, edited: another digest
+    changed.write_text(scale.read_text() + "# edited\n")
+    spec2, third = run(changed)
+    assert third.skipped == 0 and sorted(third.graded) == ["buggy", "correct"]
+    warning = [w for w in third.warnings if "assignment spec differs" in w]
+    assert warning and spec.digest[:12] in warning[0] and spec2.digest[:12] in warning[0], third.warnings
+    assert json.loads((out / "run.json").read_text())["assignment"]["sha256"] == spec2.digest
+    assert {r.student: r.score for r in third.results} == {"correct": 10, "buggy": 4}
