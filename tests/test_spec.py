@@ -43,7 +43,6 @@ ALLOWLIST = {
                                   "to be driven by the end-to-end spec)",
     "grader/sandbox/worker.py": "STUDENT_MODULES: the worker's default class -> module map, replaced by "
                                 "the spec's from the configuration the parent sends (cfg['student_modules'])",
-    "grader/sandbox/policy.py": "GRADER_PACKAGES: the grader's own packages hidden from student code",
     "grader/diagnosis/causes.py": "the cause catalogue: hints written for students of this homework",
 }
 
@@ -378,3 +377,27 @@ def test_run_json_records_the_spec_and_a_changed_spec_regrades(scale: Path, tmp_
     assert warning and spec.digest[:12] in warning[0] and spec2.digest[:12] in warning[0], third.warnings
     assert json.loads((out / "run.json").read_text())["assignment"]["sha256"] == spec2.digest
     assert {r.student: r.score for r in third.results} == {"correct": 10, "buggy": 4}
+
+
+# --- the sandbox hides the second assignment's reference too -----------------------------------------
+
+def test_second_assignment_reference_is_hidden_from_student_code(scale: Path, tmp_path: Path, monkeypatch) -> None:
+    """A site folder of the worker holding the Scale reference installed as a package: hidden (with its
+    dist-info) while the Scale assignment is graded; with the default homework current it is an
+    ordinary package (negative control: the spec, not a fixed list, hides it)."""
+    from grader.sandbox import policy
+
+    site = tmp_path / "site-packages"
+    for entry in ("scale_reference", "scale_reference-1.0.dist-info", "numpy_helpers"):
+        (site / entry).mkdir(parents=True)
+    real = policy._worker_sys_path(sys.executable)
+    monkeypatch.setattr(policy, "_worker_sys_path", lambda exe: (str(site), *real))
+    blocked = (f"not-a-package-{tmp_path.name}",)  # a key of its own in the policy's cache
+    with use_spec(scale):
+        hidden = set(policy.read_policy(blocked).hidden)
+        assert "scale_reference" in policy.grader_packages()
+    assert {str(site / "scale_reference"), str(site / "scale_reference-1.0.dist-info")} <= hidden
+    assert str(site / "numpy_helpers") not in hidden
+    default = set(policy.read_policy(blocked).hidden)
+    assert str(site / "scale_reference") not in default
+    assert "solutions" in policy.grader_packages() and "grader" in policy.grader_packages()
