@@ -143,7 +143,7 @@ class AssignmentSpec:
 
     def load_checks(self) -> list[str]:
         """Import the check modules (registering their checks); the ids of this assignment's checks."""
-        from .checks.base import REGISTRY
+        from .checks.registry import REGISTRY
 
         for name in self.check_modules:
             _import_checks(name, self.root)
@@ -338,7 +338,7 @@ def use_spec(path: str | Path | None):
     shipped to a process where another one is current). The checks it registered are unregistered
     at the end, so that code iterating over the whole registry sees only the current assignment's."""
     global _active
-    from .checks.base import REGISTRY
+    from .checks.registry import REGISTRY
 
     saved, env = _active, os.environ.get(ENV)
     known, modules = set(REGISTRY), {m for m in sys.modules if m.startswith("_bpg_checks_")}

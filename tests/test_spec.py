@@ -43,7 +43,6 @@ ALLOWLIST = {
                                   "to be driven by the end-to-end spec)",
     "grader/sandbox/worker.py": "STUDENT_MODULES: the worker's default class -> module map, replaced by "
                                 "the spec's from the configuration the parent sends (cfg['student_modules'])",
-    "grader/diagnosis/causes.py": "the cause catalogue: hints written for students of this homework",
 }
 
 
@@ -174,6 +173,24 @@ def test_second_assignment_buggy_loses_points_on_the_owning_check_with_the_cause
     assert r.score == 4
 
 
+def test_second_assignment_words_its_own_causes(scale: Path) -> None:
+    """The Scale spec's causes file replaces the generic wording of "sign" for its students; the default
+    homework keeps its own; an assignment without a causes file gets the generic one (negative control)."""
+    from grader.diagnosis.causes import CAUSES, GENERIC
+    from grader.report import render_feedback
+
+    r, _ = _grade(scale, "buggy", sandbox=False)
+    with use_spec(scale):
+        assert scale_assignment.SIGN_HINT in CAUSES["sign"].hint
+        text = render_feedback(r)
+    assert scale_assignment.SIGN_HINT in text and "log-likelihood" not in text, text
+    assert "negative log-likelihood" in CAUSES["sign"].hint  # the default homework, current again
+    bare = scale.with_name("spec-no-causes.toml")
+    bare.write_text(scale.read_text().replace('causes = "causes.toml"\n', ""))
+    with use_spec(bare):
+        assert CAUSES["sign"] == GENERIC["sign"] and "relu_at_zero" not in CAUSES
+
+
 def test_second_assignment_skeleton_and_missing_file(scale: Path, tmp_path: Path) -> None:
     empty = tmp_path / "nothing"
     empty.mkdir()
@@ -299,6 +316,7 @@ def test_second_assignment_release_runs_its_public_checks(scale: Path, scale_rel
     shutil.copyfile(scale.parent / "submissions/buggy/scale.py", project / "assignment/scale.py")
     out = _student_check(project, "--component", "Scale")
     assert "[PASS] forward: factor * X" in out and "[FAIL] backward: factor * G" in out and "sign flipped" in out, out
+    assert scale_assignment.SIGN_HINT in out and "log-likelihood" not in out, out  # its own causes ship too
     shutil.copyfile(scale.parent / "submissions/correct/scale.py", project / "assignment/scale.py")
     out = _student_check(project)
     assert out.count("[PASS]") == 2 and "[FAIL]" not in out and "[TODO]" not in out, out
