@@ -43,6 +43,11 @@ def template_names() -> list[str]:
     return sorted(p.name for p in resources.files(__package__).joinpath("templates").iterdir() if p.is_file())
 
 
+def phrase(items: list[str], joiner: str = "and") -> str:
+    """``a, b and c``: a list in a sentence."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
+
+
 # --- the files of an assignment spec ------------------------------------------------------------------
 
 def relative_to_root(spec, path: Path, what: str) -> str:

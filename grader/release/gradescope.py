@@ -24,7 +24,8 @@ from pathlib import Path
 
 from ..reference import package_dir
 from ..spec import current_spec
-from .common import GRADER, ROOT, ReleaseError, check_files, data_files, relative_to_root, render_spec, template
+from .common import (GRADER, ROOT, ReleaseError, check_files, data_files, phrase, relative_to_root, render_spec,
+                     template)
 
 #: packages only the notebooks or the batch grader need, left out of the Gradescope image
 NOT_FOR_GRADING = ("matplotlib", "ipykernel", "nbclient", "nbconvert")
@@ -57,16 +58,13 @@ def setup_script(spec=None) -> str:
                     reference_package=shell_quote(spec.reference_package))
 
 
-def _phrase(items: list[str], joiner: str) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
-
 
 def run_autograder_script(spec=None) -> str:
     """``run_autograder`` with the student files, their package and the spec's place filled in."""
     spec = spec or current_spec()
     files = list(spec.student_files)
-    missing = (f"no {_phrase(files, 'or')} (nor a single notebook) was found in the submission; upload "
-               + _phrase([f"{spec.student_package}/{f}" for f in files], "and"))
+    missing = (f"no {phrase(files, 'or')} (nor a single notebook) was found in the submission; upload "
+               + phrase([f"{spec.student_package}/{f}" for f in files], "and"))
     return template("run_autograder.sh", student_files=" ".join(shell_quote(f) for f in files),
                     student_package=shell_quote(spec.student_package), nothing_found=shell_quote(missing),
                     spec_file=shell_quote(f"{SPEC_DIR}/{SPEC_FILE}"))

@@ -24,7 +24,7 @@ from ..reference import package_dir
 from ..spec import DEFAULT_PATH, current_spec
 from .closure import NEVER_SHIPPED, shake
 from .common import GRADER, ROOT, ReleaseError, check_files, copy_tree, data_files, fill, relative_to_root
-from .common import render_spec, template
+from .common import phrase, render_spec, template
 from .recording import RECORDING, public_specs, record_public_reference
 
 WORKFLOWS = GRADER / "templates" / "workflows"
@@ -66,9 +66,6 @@ def student_pyproject(spec) -> str:
                     package=json.dumps(spec.student_package))
 
 
-def _phrase(items: list[str], joiner: str = "and") -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
-
 
 def student_readme(spec) -> str:
     """The spec's own README for students (``[release] readme``), else one written from the spec."""
@@ -76,11 +73,11 @@ def student_readme(spec) -> str:
         return fill((spec.root / spec.release.readme).read_text(encoding="utf-8"), spec.release.readme,
                     python=PYTHON)
     pkg = spec.student_package
-    where = "; ".join(f"{_phrase([c.id for c in spec.components if f'{c.module}.py' == f])} in `{pkg}/{f}`"
+    where = "; ".join(f"{phrase([c.id for c in spec.components if f'{c.module}.py' == f])} in `{pkg}/{f}`"
                       for f in spec.student_files)
     return template("student-README.md", title=spec.name, python=PYTHON, package=pkg, where=where,
                     components=", ".join(spec.component_ids), first=spec.component_ids[0],
-                    files=_phrase([f"`{pkg}/{f}`" for f in spec.student_files]))
+                    files=phrase([f"`{pkg}/{f}`" for f in spec.student_files]))
 
 
 def _copy_notebooks(src: Path, dst: Path) -> None:
