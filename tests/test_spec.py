@@ -320,6 +320,7 @@ def test_second_assignment_release_runs_its_public_checks(scale: Path, scale_rel
     shutil.copyfile(scale.parent / "submissions/correct/scale.py", project / "assignment/scale.py")
     out = _student_check(project)
     assert out.count("[PASS]") == 2 and "[FAIL]" not in out and "[TODO]" not in out, out
+    assert not DEFAULT_WORDS.search(out), out  # no MNIST tests promised: this assignment has none
 
 
 def test_second_assignment_bundle_holds_its_spec_and_files(scale: Path, scale_bundle: Path, tmp_path: Path) -> None:
