@@ -420,3 +420,58 @@ def test_second_assignment_reference_is_hidden_from_student_code(scale: Path, tm
     default = set(policy.read_policy(blocked).hidden)
     assert str(site / "scale_reference") not in default
     assert "solutions" in policy.grader_packages() and "grader" in policy.grader_packages()
+
+
+# --- the spec's release and causes tables ----------------------------------------------------------------
+
+def test_rendered_spec_is_the_same_assignment(tmp_path: Path) -> None:
+    """What a release or a bundle writes loads as the same assignment (paths where that layout puts them)."""
+    from grader.release.common import render_spec
+
+    s = default_spec()
+    p = tmp_path / "nested" / "spec.toml"
+    p.parent.mkdir()
+    p.write_text(render_spec(s, root=os.path.relpath(ROOT, p.parent), student_dir=None, reference_dir=None,
+                             recorded="grader/checks/public_reference.npz", rubric="grader/scoring/default_rubric.toml",
+                             header="test"))
+    r = load_spec(p)
+    assert (r.components, r.end_to_end, r.student_files, r.provided_files, r.provided_names) == \
+        (s.components, s.end_to_end, s.student_files, s.provided_files, s.provided_names)
+    assert (r.root, r.rubric, r.causes, r.check_modules, r.reference_package) == \
+        (s.root, s.rubric, s.causes, s.check_modules, s.reference_package)
+    assert r.buggy_dir is None and r.digest != s.digest
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[release]\ndata = ["../outside.gz"]\n', "inside the assignment's root"),
+    ('[release]\nreadme = "/etc/motd"\n', "inside the assignment's root"),
+    ('[release]\ndata = "one.gz"\n', "list of non-empty strings"),
+])
+def test_release_table_errors_say_where(tmp_path: Path, table: str, message: str) -> None:
+    bad = tmp_path / "spec.toml"
+    bad.write_text('[student]\nfiles = ["a.py"]\n[reference]\npackage = "r"\n[checks]\nrubric = "r.toml"\n'
+                   '[[component]]\nid = "A"\nmodule = "a"\n' + table)
+    with pytest.raises(SpecError, match=message):
+        load_spec(bad)
+
+
+def test_an_invalid_causes_file_is_refused(tmp_path: Path) -> None:
+    from grader.diagnosis.causes import CausesError, load_causes
+
+    p = tmp_path / "causes.toml"
+    p.write_text('[sign]\ntitle = "sign flipped"\n')  # no hint
+    with pytest.raises(CausesError, match=r"\[sign\] needs"):
+        load_causes(p)
+    p.write_text('[Bad-Id]\ntitle = "t"\nhint = "h"\n')
+    with pytest.raises(CausesError, match="Bad-Id"):
+        load_causes(p)
+
+
+def test_release_refuses_a_check_module_it_cannot_ship(scale: Path, tmp_path: Path) -> None:
+    """A check module named by import name outside grader/ cannot be shipped: the release says so."""
+    from grader.release import ReleaseError, shake
+
+    odd = scale.with_name("spec-dotted.toml")
+    odd.write_text(scale.read_text().replace('modules = ["checks/scale_checks.py"]', 'modules = ["json"]'))
+    with use_spec(odd), pytest.raises(ReleaseError, match="check module json is not in grader/"):
+        shake()
