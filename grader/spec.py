@@ -60,6 +60,18 @@ class EndToEnd:
 
 
 @dataclass(frozen=True)
+class ReleaseSpec:
+    """What the student release ships beside the skeleton and the public checks (``[release]``, every
+    key optional). Paths are relative to the spec's root and keep that place in the release."""
+
+    readme: str | None = None            #: the students' README (``__PYTHON__`` is filled in); None: a generic one
+    notebooks: str | None = None         #: a folder of notebooks, shipped with their outputs stripped
+    data: tuple[str, ...] = ()           #: data files shipped in the release and in the Gradescope bundle
+    project: str = ""                    #: the release's distribution name (pyproject.toml)
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class AssignmentSpec:
     name: str
     path: Path                          #: the spec file
@@ -77,6 +89,9 @@ class AssignmentSpec:
     buggy_dir: Path | None
     components: tuple[Component, ...]
     end_to_end: tuple[EndToEnd, ...]
+    causes: Path | None = None          #: the assignment's own named causes (TOML), beside the generic ones
+    release: ReleaseSpec = ReleaseSpec()
+    digest: str = ""                    #: sha256 of the spec file's bytes (run.json, resume keys)
 
     # --- derived views, one per consumer -------------------------------------------------------
     @property
@@ -134,7 +149,7 @@ class AssignmentSpec:
 
     def load_checks(self) -> list[str]:
         """Import the check modules (registering their checks); the ids of this assignment's checks."""
-        from .checks.base import REGISTRY
+        from .checks.registry import REGISTRY
 
         for name in self.check_modules:
             _import_checks(name, self.root)
@@ -224,6 +239,20 @@ def _end_to_end(data: dict, where: str, ids: set[str]) -> tuple[EndToEnd, ...]:
     return tuple(out)
 
 
+def _release(table: dict, where: str) -> ReleaseSpec:
+    def rel(key: str) -> str | None:
+        v = table.get(key)
+        if v is not None and (not isinstance(v, str) or not v or Path(v).is_absolute() or ".." in Path(v).parts):
+            raise SpecError(f"{where}: [release] {key} must be a path inside the assignment's root")
+        return v
+
+    data = _str_list(table, "data", f"{where} [release]")
+    if any(Path(d).is_absolute() or ".." in Path(d).parts for d in data):
+        raise SpecError(f"{where}: [release] data must be paths inside the assignment's root")
+    return ReleaseSpec(rel("readme"), rel("notebooks"), data, str(table.get("project", "")),
+                       str(table.get("description", "")))
+
+
 def _check(spec: AssignmentSpec, where: str) -> None:
     ids = spec.test_ids
     if len(set(ids)) != len(ids):
@@ -242,7 +271,7 @@ def _check(spec: AssignmentSpec, where: str) -> None:
 def load_spec(path: str | Path) -> AssignmentSpec:
     """The spec in ``path`` (a TOML file), validated. Cached per path."""
     p = Path(path).resolve()
-    data, _ = read_toml(p, "assignment spec", SpecError)
+    data, raw = read_toml(p, "assignment spec", SpecError)
     where = f"assignment spec {p}"
     head, student, ref, checks = (data.get(k, {}) for k in ("assignment", "student", "reference", "checks"))
     root = (p.parent / str(head.get("root", "."))).resolve()
@@ -262,7 +291,8 @@ def load_spec(path: str | Path) -> AssignmentSpec:
         reference_package=str(ref.get("package", "")), reference_dir=path_of(ref, "dir"),
         recorded_reference=path_of(ref, "recorded"), check_modules=_str_list(checks, "modules", where),
         rubric=rubric, buggy_dir=path_of(checks, "buggy"), components=components,
-        end_to_end=_end_to_end(data, where, {c.id for c in components}))
+        end_to_end=_end_to_end(data, where, {c.id for c in components}), causes=path_of(checks, "causes"),
+        release=_release(data.get("release", {}), where), digest=hashlib.sha256(raw).hexdigest())
     _check(spec, where)
     return spec
 
@@ -314,7 +344,7 @@ def use_spec(path: str | Path | None):
     shipped to a process where another one is current). The checks it registered are unregistered
     at the end, so that code iterating over the whole registry sees only the current assignment's."""
     global _active
-    from .checks.base import REGISTRY
+    from .checks.registry import REGISTRY
 
     saved, env = _active, os.environ.get(ENV)
     known, modules = set(REGISTRY), {m for m in sys.modules if m.startswith("_bpg_checks_")}

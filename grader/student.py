@@ -23,16 +23,27 @@ from .spec import current_spec
 FOOTER = ("These were the public checks, on fixed inputs. When your submission is graded, hidden checks run "
           "the same checks again on other shapes and values, and the MNIST training tests run as well: every "
           "rule the hidden checks enforce is already checked here.")
+#: the same, for an assignment without end-to-end (MNIST training) tests
+FOOTER_CHECKS_ONLY = ("These were the public checks, on fixed inputs. When your submission is graded, hidden "
+                      "checks run the same checks again on other shapes and values: every rule the hidden checks "
+                      "enforce is already checked here.")
+
+
+def footer() -> str:
+    """The closing sentence of ``grader check``, for the current assignment."""
+    return FOOTER if current_spec().end_to_end else FOOTER_CHECKS_ONLY
 
 
 def _default_path() -> Path:
-    cwd = Path.cwd()
-    for cand in (cwd / "assignment", cwd.parent / "assignment", cwd):
+    """The student's folder: the assignment's package folder here or one up, this folder, else the
+    installed package."""
+    import importlib
+
+    cwd, pkg = Path.cwd(), current_spec().student_package
+    for cand in (cwd / pkg, cwd.parent / pkg, cwd):
         if cand.is_dir() and is_submission_dir(cand):
             return cand
-    import assignment
-
-    return Path(assignment.__file__).resolve().parent
+    return Path(importlib.import_module(pkg).__file__).resolve().parent
 
 
 def run_public(path: str | Path | None = None, component: str | None = None) -> list[CheckResult]:
@@ -78,7 +89,7 @@ def format_results(results: list[CheckResult]) -> str:
                 continue
             shown.setdefault(key, f"{comp}: {r.title}")
             lines += ["         " + line for line in explain(r).splitlines()]
-    lines += ["", FOOTER]
+    lines += ["", footer()]
     return "\n".join(lines)
 
 
@@ -86,8 +97,9 @@ def check(component: str | None = None, path: str | Path | None = None) -> list[
     """For notebooks: run the public checks of one component (or all) and print readable feedback."""
     if component is not None and component not in current_spec().component_ids:
         raise ValueError(f"unknown component {component!r}; choose one of {', '.join(current_spec().component_ids)}")
-    if path is None and "assignment" in sys.modules and getattr(sys.modules["assignment"], "__file__", None):
-        path = Path(sys.modules["assignment"].__file__).resolve().parent  # what the notebook imported
+    pkg = current_spec().student_package
+    if path is None and pkg in sys.modules and getattr(sys.modules[pkg], "__file__", None):
+        path = Path(sys.modules[pkg].__file__).resolve().parent  # what the notebook imported
     results = run_public(path, component)
     print(format_results(results))
     return results
@@ -117,7 +129,7 @@ def check_path(path: str | None, *, component: str | None = None, fmt: str = "te
             return emit([sr], None)
         import os
 
-        summary = github_summary([sr]) + "\n" + FOOTER + "\n"
+        summary = github_summary([sr]) + "\n" + footer() + "\n"
         if os.environ.get("GITHUB_STEP_SUMMARY"):
             with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
                 fh.write(summary)

@@ -1,7 +1,7 @@
 """A second, small homework written from scratch in a folder (issue 17): one ``Scale`` layer.
 
 ``build(root)`` writes its spec, student skeleton, reference, check module, one known-buggy variant,
-rubric and two submissions (correct, buggy). Nothing in ``grader/`` knows about it: the spec is the
+rubric, its own wording of one cause and two submissions (correct, buggy). Nothing in ``grader/`` knows about it: the spec is the
 only way in.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ dir = "reference"
 modules = ["checks/scale_checks.py"]
 rubric = "rubric.toml"
 buggy = "buggy"
+causes = "causes.toml"
 
 [[component]]
 id = "Scale"
@@ -45,6 +46,14 @@ partial_credit = true
 "Scale.forward" = 4
 "Scale.backward" = 6
 """
+
+# This homework's own wording of a generic cause (the generic one speaks of no layer).
+CAUSES = """\
+[sign]
+title = "sign flipped"
+hint = "Scale multiplies by the factor in both directions: backward(G) is factor * G, with no minus."
+"""
+SIGN_HINT = "backward(G) is factor * G, with no minus"
 
 MODULE = '''\
 """Provided: the base class of every layer."""
@@ -207,7 +216,7 @@ class Scale:
 def build(root: Path) -> Path:
     """Write the assignment under ``root``; returns the spec file."""
     files = {
-        "spec.toml": SPEC, "rubric.toml": RUBRIC,
+        "spec.toml": SPEC, "rubric.toml": RUBRIC, "causes.toml": CAUSES,
         "skeleton/module.py": MODULE, "skeleton/gradcheck.py": GRADCHECK, "skeleton/scale.py": SKELETON,
         "skeleton/__init__.py": "",
         "reference/module.py": MODULE, "reference/gradcheck.py": GRADCHECK, "reference/scale.py": SOLUTION,

@@ -91,11 +91,16 @@ def test_bundled_scripts_are_the_templates(bundle):
     """setup.sh and run_autograder come from the template files, only the dependencies filled in."""
     with zipfile.ZipFile(bundle) as zf:
         setup, run = zf.read("setup.sh").decode(), zf.read("run_autograder").decode()
-    assert run == template("run_autograder.sh")
+    # the assignment's student files, package and spec place are filled in from the spec
+    assert run == template("run_autograder.sh", student_files="'layers.py' 'logistic_regression.py'",
+                           student_package="'assignment'", spec_file="'spec/assignment.toml'",
+                           nothing_found="'no layers.py or logistic_regression.py (nor a single notebook) was found "
+                                         "in the submission; upload assignment/layers.py and "
+                                         "assignment/logistic_regression.py'")
     raw = resources.files("grader.release").joinpath("templates", "setup.sh").read_text()
     assert "__DEPS__" in raw and "__DEPS__" not in setup
     deps = " ".join(shell_quote(d) for d in grading_deps())
-    assert setup == raw.replace("__DEPS__", deps)
+    assert setup == raw.replace("__DEPS__", deps).replace("__REFERENCE_PACKAGE__", "'solutions'")
     with pytest.raises(ReleaseError, match="placeholders"):
         template("setup.sh")  # a placeholder left unfilled is refused, never written
 

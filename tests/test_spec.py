@@ -5,7 +5,8 @@ is a folder.
 * no grader module names a component, a student file or an end-to-end test outside the spec, the
   check modules the spec names, and a short allowlist (each entry with its reason);
 * a second assignment built from scratch in a temporary folder (one ``Scale`` layer) is graded,
-  validated and reported with no change to ``grader/``.
+  validated, reported, released (with a working ``grader check``) and bundled for Gradescope (its
+  ``run_autograder`` run) with no change to ``grader/``.
 """
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +28,7 @@ import pytest
 import scale_assignment
 from grader.intake import Submission
 from grader.pipeline import GradeOptions, grade_submission
+from grader.release import build_gradescope_bundle, build_release, reference_snippets
 from grader.report.gradebook import render_gradebook
 from grader.spec import SpecError, current_spec, default_spec, load_spec, use_spec
 from grader.validate import validate
@@ -32,13 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GRADER = ROOT / "grader"
 
 #: grader files that may name the default homework's components, files or tests, and why
-ALLOWLIST = {
-    "grader/sandbox/policy.py": "GRADER_PACKAGES: the grader's own packages hidden from student code",
-    "grader/diagnosis/causes.py": "the cause catalogue: hints written for students of this homework",
-    "grader/release.py": "the student release and Gradescope bundle (being split into a package in "
-                         "parallel; not yet reading the spec)",
-}
-ALLOWED_PREFIXES = ("grader/release/",)  # the package release.py becomes
+ALLOWLIST: dict[str, str] = {}  # empty: every module reads the homework from the spec
 
 
 def _files_named_by_spec(spec) -> set[str]:
@@ -88,7 +87,7 @@ def test_no_module_names_the_homework_outside_the_spec() -> None:
     found = {}
     for p in sorted(GRADER.rglob("*.py")):
         rel = p.relative_to(ROOT).as_posix()
-        if rel in own or rel in ALLOWLIST or rel.startswith(ALLOWED_PREFIXES):
+        if rel in own or rel in ALLOWLIST:
             continue
         hits = _hits(p, spec)
         if hits:
@@ -108,8 +107,6 @@ def test_the_scan_finds_a_new_occurrence(tmp_path: Path) -> None:
 def test_allowlisted_files_still_exist_and_still_need_it() -> None:
     for rel in ALLOWLIST:
         p = ROOT / rel
-        if rel == "grader/release.py" and not p.exists():
-            continue  # split into grader/release/ (allowed by prefix)
         assert p.is_file(), rel
         assert _hits(p, default_spec()), f"{rel} no longer names the homework: drop it from the allowlist"
 
@@ -170,6 +167,24 @@ def test_second_assignment_buggy_loses_points_on_the_owning_check_with_the_cause
     assert r.score == 4
 
 
+def test_second_assignment_words_its_own_causes(scale: Path) -> None:
+    """The Scale spec's causes file replaces the generic wording of "sign" for its students; the default
+    homework keeps its own; an assignment without a causes file gets the generic one (negative control)."""
+    from grader.diagnosis.causes import CAUSES, GENERIC
+    from grader.report import render_feedback
+
+    r, _ = _grade(scale, "buggy", sandbox=False)
+    with use_spec(scale):
+        assert scale_assignment.SIGN_HINT in CAUSES["sign"].hint
+        text = render_feedback(r)
+    assert scale_assignment.SIGN_HINT in text and "log-likelihood" not in text, text
+    assert "negative log-likelihood" in CAUSES["sign"].hint  # the default homework, current again
+    bare = scale.with_name("spec-no-causes.toml")
+    bare.write_text(scale.read_text().replace('causes = "causes.toml"\n', ""))
+    with use_spec(bare):
+        assert CAUSES["sign"] == GENERIC["sign"] and "relu_at_zero" not in CAUSES
+
+
 def test_second_assignment_skeleton_and_missing_file(scale: Path, tmp_path: Path) -> None:
     empty = tmp_path / "nothing"
     empty.mkdir()
@@ -223,3 +238,234 @@ def test_an_unreadable_spec_is_a_usage_error(tmp_path: Path, capsys) -> None:
     assert main(["--assignment", str(tmp_path / "missing.toml"), "validate"]) == 2
     assert "cannot read assignment spec" in capsys.readouterr().err
     assert current_spec() == default_spec()
+
+
+# --- released and bundled ---------------------------------------------------------------------------
+
+DEFAULT_WORDS = re.compile(r"\b(Linear|ReLU|LogSoftmax|NLLLoss|LogisticRegression|MNIST)\b|layers\.py|solutions")
+
+
+@pytest.fixture(scope="module")
+def scale_release(scale: Path, tmp_path_factory) -> Path:
+    with use_spec(scale):
+        return build_release(tmp_path_factory.mktemp("scale-rel") / "release")
+
+
+@pytest.fixture(scope="module")
+def scale_bundle(scale: Path, tmp_path_factory) -> Path:
+    with use_spec(scale):
+        return build_gradescope_bundle(tmp_path_factory.mktemp("scale-gs") / "autograder.zip", rubric=None)
+
+
+def test_second_assignment_release_holds_its_skeleton_and_public_checks(scale: Path, scale_release: Path) -> None:
+    rel, src = scale_release, scale.parent
+    for f in ("__init__.py", "scale.py", "module.py", "gradcheck.py"):  # the skeleton, as the student package
+        assert (rel / "assignment" / f).read_bytes() == (src / "skeleton" / f).read_bytes(), f
+    assert (rel / "checks/scale_checks.py").read_bytes() == (src / "checks/scale_checks.py").read_bytes()
+    assert (rel / "grader/checks/public_reference.npz").is_file()
+    shipped = load_spec(rel / "grader/assignments" / default_spec().path.name)  # the release's default spec
+    assert shipped.root == rel.resolve() and shipped.component_ids == ("Scale",)
+    assert shipped.student_files == ("scale.py",) and shipped.reference_dir is None and shipped.buggy_dir is None
+    assert tomllib.loads((rel / "rubric.toml").read_text())["checks"] == {"Scale.forward": 4.0, "Scale.backward": 6.0}
+    py = tomllib.loads((rel / "pyproject.toml").read_text())
+    assert py["project"]["name"] == "scale-by-hand-homework"
+    assert py["tool"]["setuptools"]["packages"]["find"]["include"] == ["assignment", "grader", "grader.*"]
+    readme = (rel / "README.md").read_text()
+    assert "# Scale by hand" in readme and "`assignment/scale.py`" in readme and "--component Scale" in readme
+    for p in [rel / "README.md", rel / "pyproject.toml", rel / "rubric.toml", *rel.glob("grader/assignments/*")]:
+        assert not DEFAULT_WORDS.search(p.read_text()), p  # nothing of the default homework
+    assert not (rel / "data").exists() and not (rel / "notebooks").exists()  # the spec names none
+
+
+def test_second_assignment_release_leaks_no_reference_nor_hidden_code(scale: Path, scale_release: Path) -> None:
+    rel = scale_release
+    for gone in ("reference", "scale_reference", "buggy", "submissions", "solutions", "grader/checks/hidden",
+                 "grader/checks/linear.py", "grader/release", "grader/batch", "grader/validate.py"):
+        assert not (rel / gone).exists(), gone
+    with use_spec(scale):
+        snippets = reference_snippets()
+    assert "return X * np.asarray(self.factor, dtype=X.dtype)" in snippets  # the reference's own lines
+    for p in (p for p in rel.rglob("*") if p.is_file()):
+        data = p.read_bytes()
+        assert not [s for s in snippets if s.encode() in data], p.relative_to(rel)
+        assert b"scale_reference" not in data or p.name.endswith(".toml"), p.relative_to(rel)
+
+
+def _student_check(project: Path, *args: str) -> str:
+    """``grader check`` as a student runs it in the release: the release's own grader, nothing else."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GRADER_ASSIGNMENT", "GITHUB_STEP_SUMMARY")}
+    env["PYTHONPATH"] = str(project)
+    p = subprocess.run([sys.executable, "-m", "grader.cli", "check", *args], capture_output=True, text=True,
+                       env=env, cwd=project, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "internal error" not in p.stdout
+    return p.stdout
+
+
+def test_second_assignment_release_runs_its_public_checks(scale: Path, scale_release: Path, tmp_path: Path) -> None:
+    project = tmp_path / "student"
+    shutil.copytree(scale_release, project)
+    out = _student_check(project)
+    assert f"Public checks of {project / 'assignment'}" in out and out.count("[TODO]") == 2, out
+    shutil.copyfile(scale.parent / "submissions/buggy/scale.py", project / "assignment/scale.py")
+    out = _student_check(project, "--component", "Scale")
+    assert "[PASS] forward: factor * X" in out and "[FAIL] backward: factor * G" in out and "sign flipped" in out, out
+    assert scale_assignment.SIGN_HINT in out and "log-likelihood" not in out, out  # its own causes ship too
+    shutil.copyfile(scale.parent / "submissions/correct/scale.py", project / "assignment/scale.py")
+    out = _student_check(project)
+    assert out.count("[PASS]") == 2 and "[FAIL]" not in out and "[TODO]" not in out, out
+    assert not DEFAULT_WORDS.search(out), out  # no MNIST tests promised: this assignment has none
+
+
+def test_second_assignment_bundle_holds_its_spec_and_files(scale: Path, scale_bundle: Path, tmp_path: Path) -> None:
+    from grader.release import extract_bundle
+
+    with zipfile.ZipFile(scale_bundle) as zf:
+        names = set(zf.namelist())
+        assert zf.read("rubric.toml") == (scale.parent / "rubric.toml").read_bytes()
+        run = zf.read("run_autograder").decode()
+    for n in ("spec/assignment.toml", "spec/assignment/scale.py", "spec/scale_reference/scale.py",
+              "spec/checks/scale_checks.py", "grader/cli.py", "setup.sh", "grader-secret.txt"):
+        assert n in names, n
+    assert not [n for n in names if n.startswith(("solutions/", "assignment/", "data/", "spec/submissions", "spec/buggy"))]
+    assert "STUDENT_FILES=('scale.py')" in run and "layers.py" not in run
+    root = extract_bundle(scale_bundle, tmp_path / "ag")
+    spec = load_spec(root / "source/spec/assignment.toml")
+    assert spec.component_ids == ("Scale",) and spec.reference_dir == (root / "source/spec/scale_reference").resolve()
+    assert spec.student_dir.is_dir() and (spec.root / spec.check_modules[0]).is_file()
+
+
+def test_second_assignment_bundle_grades_correct_and_buggy(scale: Path, scale_bundle: Path, tmp_path: Path) -> None:
+    from test_gradescope import _layout, _run
+
+    got = {}
+    for student in ("correct", "buggy"):
+        code = (scale.parent / "submissions" / student / "scale.py").read_text()
+        d = _run(_layout(scale_bundle, tmp_path / student, {"assignment/scale.py": code}))
+        assert d["extra_data"]["status"] == "ok", d["output"]
+        assert {t["tags"][0] for t in d["tests"]} == {"Scale"} and len(d["tests"]) == 4
+        assert sum(t["max_score"] for t in d["tests"]) == pytest.approx(10)
+        got[student] = d
+    assert got["correct"]["score"] == pytest.approx(10)
+    buggy = got["buggy"]["tests"]
+    assert all(t["status"] == "passed" for t in buggy if "forward" in t["name"])
+    back = [t for t in buggy if "backward" in t["name"]]
+    assert len(back) == 2 and all(t["score"] == 0 and "sign" in t["tags"] for t in back), back
+    assert got["buggy"]["score"] == pytest.approx(4)
+
+
+def test_second_assignment_bundle_rejects_the_wrong_files(scale: Path, scale_bundle: Path, tmp_path: Path) -> None:
+    """The default homework's file is not this assignment's: rejected, every planned test listed with the reason."""
+    from test_gradescope import _layout, _run
+
+    d = _run(_layout(scale_bundle, tmp_path, {"layers.py": "x = 1\n"}))
+    assert d["extra_data"]["status"] == "rejected" and d["score"] == 0
+    assert len(d["tests"]) == 4 and all("upload assignment/scale.py" in t["output"] for t in d["tests"]), d
+
+
+# --- run.json records the spec; a resume with another spec grades again --------------------------------
+
+def test_run_json_records_the_spec_and_a_changed_spec_regrades(scale: Path, tmp_path: Path) -> None:
+    from grader.batch.runner import grade_batch
+
+    out = tmp_path / "out"
+    subs = scale.parent / "submissions"
+
+    def run(spec_path: Path):
+        with use_spec(spec_path) as spec:
+            opts = GradeOptions(secret="resume-spec", sandbox=False, mnist=False)
+            return spec, grade_batch(subs, out, opts, html_report=False)
+
+    spec, first = run(scale)
+    rec = json.loads((out / "run.json").read_text())["assignment"]
+    assert rec == {"name": "Scale by hand", "path": str(spec.path), "sha256": spec.digest}
+    assert spec.digest == __import__("hashlib").sha256(scale.read_bytes()).hexdigest()
+    _, again = run(scale)  # the same spec: everything kept
+    assert again.skipped == 2 and not [w for w in again.warnings if "assignment spec" in w]
+    changed = scale.with_name("spec-v2.toml")  # the same assignment, edited: another digest
+    changed.write_text(scale.read_text() + "# edited\n")
+    spec2, third = run(changed)
+    assert third.skipped == 0 and sorted(third.graded) == ["buggy", "correct"]
+    warning = [w for w in third.warnings if "assignment spec differs" in w]
+    assert warning and spec.digest[:12] in warning[0] and spec2.digest[:12] in warning[0], third.warnings
+    assert json.loads((out / "run.json").read_text())["assignment"]["sha256"] == spec2.digest
+    assert {r.student: r.score for r in third.results} == {"correct": 10, "buggy": 4}
+
+
+# --- the sandbox hides the second assignment's reference too -----------------------------------------
+
+def test_second_assignment_reference_is_hidden_from_student_code(scale: Path, tmp_path: Path, monkeypatch) -> None:
+    """A site folder of the worker holding the Scale reference installed as a package: hidden (with its
+    dist-info) while the Scale assignment is graded; with the default homework current it is an
+    ordinary package (negative control: the spec, not a fixed list, hides it)."""
+    from grader.sandbox import policy
+
+    site = tmp_path / "site-packages"
+    for entry in ("scale_reference", "scale_reference-1.0.dist-info", "numpy_helpers"):
+        (site / entry).mkdir(parents=True)
+    real = policy._worker_sys_path(sys.executable)
+    monkeypatch.setattr(policy, "_worker_sys_path", lambda exe: (str(site), *real))
+    blocked = (f"not-a-package-{tmp_path.name}",)  # a key of its own in the policy's cache
+    with use_spec(scale):
+        hidden = set(policy.read_policy(blocked).hidden)
+        assert "scale_reference" in policy.grader_packages()
+    assert {str(site / "scale_reference"), str(site / "scale_reference-1.0.dist-info")} <= hidden
+    assert str(site / "numpy_helpers") not in hidden
+    default = set(policy.read_policy(blocked).hidden)
+    assert str(site / "scale_reference") not in default
+    assert "solutions" in policy.grader_packages() and "grader" in policy.grader_packages()
+
+
+# --- the spec's release and causes tables ----------------------------------------------------------------
+
+def test_rendered_spec_is_the_same_assignment(tmp_path: Path) -> None:
+    """What a release or a bundle writes loads as the same assignment (paths where that layout puts them)."""
+    from grader.release.common import render_spec
+
+    s = default_spec()
+    p = tmp_path / "nested" / "spec.toml"
+    p.parent.mkdir()
+    p.write_text(render_spec(s, root=os.path.relpath(ROOT, p.parent), student_dir=None, reference_dir=None,
+                             recorded="grader/checks/public_reference.npz", rubric="grader/scoring/default_rubric.toml",
+                             header="test"))
+    r = load_spec(p)
+    assert (r.components, r.end_to_end, r.student_files, r.provided_files, r.provided_names) == \
+        (s.components, s.end_to_end, s.student_files, s.provided_files, s.provided_names)
+    assert (r.root, r.rubric, r.causes, r.check_modules, r.reference_package) == \
+        (s.root, s.rubric, s.causes, s.check_modules, s.reference_package)
+    assert r.buggy_dir is None and r.digest != s.digest
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[release]\ndata = ["../outside.gz"]\n', "inside the assignment's root"),
+    ('[release]\nreadme = "/etc/motd"\n', "inside the assignment's root"),
+    ('[release]\ndata = "one.gz"\n', "list of non-empty strings"),
+])
+def test_release_table_errors_say_where(tmp_path: Path, table: str, message: str) -> None:
+    bad = tmp_path / "spec.toml"
+    bad.write_text('[student]\nfiles = ["a.py"]\n[reference]\npackage = "r"\n[checks]\nrubric = "r.toml"\n'
+                   '[[component]]\nid = "A"\nmodule = "a"\n' + table)
+    with pytest.raises(SpecError, match=message):
+        load_spec(bad)
+
+
+def test_an_invalid_causes_file_is_refused(tmp_path: Path) -> None:
+    from grader.diagnosis.causes import CausesError, load_causes
+
+    p = tmp_path / "causes.toml"
+    p.write_text('[sign]\ntitle = "sign flipped"\n')  # no hint
+    with pytest.raises(CausesError, match=r"\[sign\] needs"):
+        load_causes(p)
+    p.write_text('[Bad-Id]\ntitle = "t"\nhint = "h"\n')
+    with pytest.raises(CausesError, match="Bad-Id"):
+        load_causes(p)
+
+
+def test_release_refuses_a_check_module_it_cannot_ship(scale: Path, tmp_path: Path) -> None:
+    """A check module named by import name outside grader/ cannot be shipped: the release says so."""
+    from grader.release import ReleaseError, shake
+
+    odd = scale.with_name("spec-dotted.toml")
+    odd.write_text(scale.read_text().replace('modules = ["checks/scale_checks.py"]', 'modules = ["json"]'))
+    with use_spec(odd), pytest.raises(ReleaseError, match="check module json is not in grader/"):
+        shake()

@@ -1,7 +1,7 @@
 """Resume keys: a submission is skipped only when it would be graded exactly the same way.
 
 The key hashes the submission's bytes (:func:`fingerprint`), the student id, the rubric, the
-secret, the options and the grader version (:func:`job_key`).
+secret, the options, the grader version and the assignment spec's digest (:func:`job_key`).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def fingerprint(sub: Submission) -> str:
 def job_key(sub: Submission, opts: GradeOptions) -> str:
     parts = [fingerprint(sub), sub.student, opts.rubric.grading_digest or opts.rubric.digest, opts.secret, __version__,
              str(opts.public_only), str(opts.mnist), str(opts.sandbox), f"{opts.time_budget:g}",
-             str(opts.per_student_secret), opts.attempt]
+             str(opts.per_student_secret), opts.attempt, opts.spec.digest]
     return hashlib.sha256(hash_bytes("\x00".join(parts))).hexdigest()
 
 

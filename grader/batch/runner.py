@@ -8,8 +8,9 @@ grader) is retried once in a fresh process and otherwise recorded with status ``
 resumed run grades again instead of keeping.
 
 Resume: each student's folder gets ``results.json`` and ``feedback.md`` first and a ``.grading-key``
-last, all atomically. The key hashes the submission's bytes, the rubric, the secret, the options and
-the grader version, so a submission is skipped only when it would be graded exactly the same way.
+last, all atomically. The key hashes the submission's bytes, the rubric, the secret, the options, the
+assignment spec and the grader version, so a submission is skipped only when it would be graded
+exactly the same way (a run over the results of another spec says so in a warning).
 The gradebook and summary are rebuilt from the per-student results at the end, never appended to, so
 an interrupted run can leave neither a half-written file nor a duplicate row.
 """
@@ -191,6 +192,27 @@ def resolve_secret(out: Path, secret: str | None) -> tuple[str, str]:
     return pysecrets.token_hex(16), "generated (recorded in run.json)"
 
 
+def assignment_record(opts: GradeOptions) -> dict:
+    """The assignment spec a run graded with: run.json's ``assignment``."""
+    spec = opts.spec
+    return {"name": spec.name, "path": str(spec.path), "sha256": spec.digest}
+
+
+def spec_change_warning(out: Path, opts: GradeOptions) -> list[str]:
+    """A warning when ``out`` holds a run graded with another assignment spec (or another version of
+    it): the resume keys include the spec's digest, so every submission is graded again."""
+    try:
+        prev = json.loads((out / "run.json").read_text()).get("assignment")
+    except (OSError, ValueError, AttributeError):
+        return []
+    now = assignment_record(opts)
+    if not isinstance(prev, dict) or prev.get("sha256") == now["sha256"]:
+        return []
+    return [f"the assignment spec differs from the previous run's in {out} ({prev.get('name')!r}, {prev.get('path')}, "
+            f"sha256 {str(prev.get('sha256'))[:12]} -> {now['name']!r}, {now['path']}, sha256 {now['sha256'][:12]}): "
+            "every submission is graded again"]
+
+
 def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: int = 1,
                 progress: Callable[[int, int, SubmissionResult, bool], None] | None = None,
                 executor=None, layout: str = "auto", roster: RosterSpec | None = None,
@@ -200,7 +222,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     keep the stored result of every other one, whatever its key (graded anyway if it has none)."""
     out = Path(out)
     found, matched = intake_batch(path, out, layout, roster)
-    subs, warnings = found.subs, found.warnings + matched.warnings
+    subs, warnings = found.subs, found.warnings + matched.warnings + spec_change_warning(out, opts)
     out.mkdir(parents=True, exist_ok=True)
     everyone = subs
     clear_stale_manifest(out)  # written again at the end of a finished shard run (issue 18)
@@ -278,6 +300,7 @@ def run_record(opts: GradeOptions, ordered: list[SubmissionResult], *, jobs: int
                           "derivation": "sha256('per-student-v1' NUL secret NUL student NUL attempt)"}
                          if opts.per_student_secret else {"scope": "run"}),
         "time_budget": opts.time_budget,
+        "assignment": assignment_record(opts),
         "rubric": {"name": rubric.name, "source": rubric.source, "sha256": rubric.digest, "total": rubric.total,
                    "public_share": rubric.public_share, "checks": rubric.checks,
                    "mnist": {k: v.__dict__ for k, v in rubric.mnist.items()}},

@@ -17,6 +17,7 @@ import numpy as np
 from ..diagnosis import Finding
 from ..diagnosis.causes import CAUSES, RUN_FAILURES
 from ..sandbox.oracle import Oracle, StudentError
+from . import registry
 
 PUBLIC_SEED = "public-checks-v1"
 TOL64 = 1e-9    # a correct float64 solution is at ~1e-15: six orders of magnitude of margin
@@ -80,7 +81,7 @@ class CheckSpec:
     owns: frozenset = frozenset()
 
 
-REGISTRY: dict[str, CheckSpec] = {}
+REGISTRY: dict[str, CheckSpec] = registry.REGISTRY  #: the one registry (see registry.py)
 
 
 def is_hidden_module(module: str) -> bool:

@@ -2,9 +2,10 @@
 
 One module per job:
 
-* :mod:`.student`: the student release, a folder with the skeleton, the notebooks, MNIST, the
-  students' CI workflow and a ``grader`` that runs the public checks (``grader check``) and nothing
-  more; it holds no reference code and no hidden check.
+* :mod:`.student`: the student release of the current assignment (everything from its spec), a
+  folder with the skeleton, the notebooks and data the spec names, the students' CI workflow and a
+  ``grader`` that runs the public checks (``grader check``) and nothing more; it holds no reference
+  code and no hidden check.
 * :mod:`.closure`: which grader modules that ``grader`` is (the import closure of ``grader check``).
 * :mod:`.recording`: the reference's answers to the public checks, recorded into
   ``grader/checks/public_reference.npz`` of the release (it has no ``solutions/``).

@@ -260,13 +260,32 @@ class Shaker:
             if mod and f"{package}.{mod}" in self.modules:
                 self.reach_module(f"{package}.{mod}")
 
+    def reach_file_imports(self, path: Path) -> None:
+        """A check module the spec names as a file (shipped beside the grader): what it imports of the
+        grader is shipped."""
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Import):
+                for alias in n.names:
+                    if alias.name.split(".")[0] == "grader":
+                        self.reach_module(alias.name)
+            elif isinstance(n, ast.ImportFrom) and n.level == 0 and (n.module or "").split(".")[0] == "grader":
+                for alias in n.names:
+                    self._queue.append((n.module, alias.name))
+
     def run(self, entry: tuple[str, str] = ENTRY) -> None:
         self.reach_module(entry[0])  # with its always-kept statements (``if __name__ == "__main__"``)
         from ..spec import current_spec
 
-        for name in current_spec().check_modules:  # imported by name from the assignment spec
-            if not name.endswith(".py"):
+        spec = current_spec()
+        for name in spec.check_modules:  # imported by name (or from a file) from the assignment spec
+            if name.endswith(".py"):
+                self.reach_file_imports(spec.root / name)
+            elif name in self.modules:
                 self.reach_module(name)
+            else:
+                raise ReleaseError(f"check module {name} is not in grader/: name it in the spec as a .py file "
+                                   "(relative to the spec's root) so that the release can ship it")
         from ..sandbox.client import RUNTIME_FILES
 
         for file in RUNTIME_FILES:  # run by path (the fork server), not only imported

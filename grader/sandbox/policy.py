@@ -4,8 +4,9 @@ The policy names folders, never their parents: each entry of the worker interpre
 ``sys.path`` (the standard library, ``lib-dynload``, every site-packages folder), the system library
 folders the interpreter and numpy load from, the interpreter itself and a few device files. Inside
 those folders some entries stay *hidden*: the blocked libraries (``torch``, ``sympy``, ... as the
-rubric says), the grader's own packages (``grader``, ``solutions``, ``assignment`` when installed
-normally) and the Python installations of other versions that a system library folder may hold.
+rubric says), the grader's own packages (``grader``, and the assignment's reference and student
+packages when installed normally, named by the assignment spec) and the Python installations of
+other versions that a system library folder may hold.
 
 Two layers enforce the same policy independently (see ``isolation.py`` and ``view.py``):
 
@@ -25,8 +26,19 @@ import sysconfig
 from dataclasses import dataclass
 from functools import lru_cache
 
-#: The grader's own top-level packages: never readable by student code, in any install mode.
-GRADER_PACKAGES = ("grader", "solutions", "assignment")
+#: The grader's own top-level package: never readable by student code, in any install mode.
+GRADER_PACKAGES = ("grader",)
+
+
+def grader_packages() -> tuple[str, ...]:
+    """Every package student code must not read: the grader's own, and the reference and student
+    packages of the assignment being graded and of the default one (``solutions``, ``assignment``
+    of this repository, when installed), read from their specs."""
+    from ..spec import current_spec, default_spec
+
+    specs = (current_spec(), default_spec())
+    names = [*GRADER_PACKAGES, *(n for s in specs for n in (s.reference_package, s.student_package))]
+    return tuple(dict.fromkeys(n.lower() for n in names if n))
 
 
 @dataclass(frozen=True)
@@ -134,14 +146,19 @@ def _reachable_without_privileges(path: str) -> bool:
         cur = os.path.dirname(cur)
 
 
-@lru_cache(maxsize=8)
 def read_policy(blocked: tuple[str, ...], executable: str = sys.executable) -> ReadPolicy:
-    """The read policy for a worker started with ``executable`` and the given blocked packages."""
+    """The read policy for a worker started with ``executable`` and the given blocked packages (and
+    the current assignment's own packages, :func:`grader_packages`, always hidden)."""
+    return _read_policy(blocked, executable, grader_packages())
+
+
+@lru_cache(maxsize=8)
+def _read_policy(blocked: tuple[str, ...], executable: str, own: tuple[str, ...]) -> ReadPolicy:
     sys_path = _worker_sys_path(executable)
     code_dirs = {os.path.realpath(p) for p in sys_path}
     roots: set[str] = set(code_dirs)
     hidden: set[str] = set()
-    never = {b.lower() for b in blocked} | set(GRADER_PACKAGES)
+    never = {b.lower() for b in blocked} | set(own)
     for d in code_dirs:
         if not os.path.isdir(d):
             continue

@@ -14,6 +14,12 @@ OUT="$WORK/out"
 LOG="$WORK/grader.log"
 chmod -R go-rwx "$SRC" 2>/dev/null || true
 trap 'rm -rf "$WORK"' EXIT
+# An assignment other than the grader's own comes with its spec (the fallback reads it too).
+SPEC="$SRC/"__SPEC_FILE__
+if [ -f "$SPEC" ]; then
+    GRADER_ASSIGNMENT="$SPEC"
+    export GRADER_ASSIGNMENT
+fi
 
 fallback() {  # $1 status (error|rejected), $2 reason
     echo "autograder: $2" >&2
@@ -44,9 +50,23 @@ PYEOF
     fi
 }
 
+# The assignment's student files and their package (filled in from its spec by `grader gradescope`).
+STUDENT_FILES=(__STUDENT_FILES__)
+STUDENT_PACKAGE=__STUDENT_PACKAGE__
+NAME_TESTS=()
+for f in "${STUDENT_FILES[@]}"; do
+    [ "${#NAME_TESTS[@]}" -eq 0 ] || NAME_TESTS+=(-o)
+    NAME_TESTS+=(-name "$f")
+done
+
 has_student_files() {
-    [ -e "$1/layers.py" ] || [ -e "$1/logistic_regression.py" ] \
-        || [ -e "$1/assignment/layers.py" ] || [ -e "$1/assignment/logistic_regression.py" ]
+    local f
+    for f in "${STUDENT_FILES[@]}"; do
+        if [ -e "$1/$f" ] || [ -e "$1/$STUDENT_PACKAGE/$f" ]; then
+            return 0
+        fi
+    done
+    return 1
 }
 
 # Find the submission: the upload itself, else the folder holding the student files (an uploaded
@@ -56,7 +76,7 @@ if [ -d "$SUB" ] && has_student_files "$SUB"; then
     target="$SUB"
 elif [ -d "$SUB" ]; then
     found="$(find "$SUB" -maxdepth 4 -name __MACOSX -prune -o -type f \
-             \( -name layers.py -o -name logistic_regression.py \) -print 2>/dev/null | sort | head -n 1)"
+             \( "${NAME_TESTS[@]}" \) -print 2>/dev/null | sort | head -n 1)"
     if [ -n "$found" ]; then
         target="$(dirname "$found")"
     else
@@ -67,7 +87,7 @@ elif [ -d "$SUB" ]; then
     fi
 fi
 if [ -z "$target" ]; then
-    fallback rejected "no layers.py or logistic_regression.py (nor a single notebook) was found in the submission; upload assignment/layers.py and assignment/logistic_regression.py"
+    fallback rejected __NOTHING_FOUND__
     exit 0
 fi
 

@@ -18,13 +18,13 @@ python3 -m pip install --no-cache-dir --no-deps "$ROOT/source"
 # Student code runs as a private unprivileged uid: nothing of the grader, the reference or the
 # secret may be readable by it, also where Landlock is not available.
 chmod -R go-rwx "$ROOT/source"
-python3 - <<'EOF'
-import os, stat
+python3 - __REFERENCE_PACKAGE__ <<'EOF'
+import importlib, os, stat, sys
 try:
-    import solutions
+    reference = importlib.import_module(sys.argv[1])
 except ImportError:
     raise SystemExit(0)
-for d in set(solutions.__path__):
+for d in set(reference.__path__):
     for base, dirs, files in os.walk(d):
         for n in dirs + files:
             p = os.path.join(base, n)
