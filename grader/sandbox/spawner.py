@@ -33,13 +33,13 @@ class ForkedWorker:
         self.server, self.pid = server, pid
         self.returncode: int | None = None
         self._pidfd: int | None = os.pidfd_open(pid)
+        self._poll = select.poll()  # asked before every request: one poll object, registered once
+        self._poll.register(self._pidfd, select.POLLIN)
 
     def _exited(self, timeout: float) -> bool:
         if self._pidfd is None:
             return True
-        p = select.poll()
-        p.register(self._pidfd, select.POLLIN)
-        return bool(p.poll(max(0, int(timeout * 1000))))
+        return bool(self._poll.poll(max(0, int(timeout * 1000))))
 
     def _reap(self) -> int:
         status = None
@@ -49,6 +49,7 @@ class ForkedWorker:
                 break
             time.sleep(0.005)
         self.returncode = os.waitstatus_to_exitcode(status) if isinstance(status, int) else -signal.SIGKILL
+        self._poll.unregister(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = None
         return self.returncode
