@@ -24,9 +24,9 @@ import numpy as np
 from ..sandbox.channel import GradientChannel, GradientRejected
 from ..sandbox.clock import cpu_seconds
 from ..sandbox.oracle import Oracle, StudentError
-from ..sandbox.training import param_owners
+from ..sandbox.training import network_classes, param_owners
 from .base import CaseResult, error_case, seed_for
-from .mnist_protocol import (LOGREG, MIN_COSINE, MLP, NETWORK_CLASSES, NORM_FACTOR, SUBSET_SEED,  # noqa: F401
+from .mnist_protocol import (LOGREG, MIN_COSINE, MLP, NORM_FACTOR, SUBSET_SEED,  # noqa: F401
                              WALL_FACTOR, Dataset, MnistRun, Protocol, batch_order, accuracy, backprop, cosine,
                              datasets, initial_params, network, stratified)
 
@@ -35,7 +35,7 @@ def _already_failed(impl, p: Protocol, run: MnistRun) -> bool:
     """A call this network needs already hung or crashed in the gradient checks: training would only
     wait out the whole budget to fail the same way."""
     for (cls, method), info in getattr(impl, "failed_methods", {}).items():
-        if cls in NETWORK_CLASSES[p.kind]:
+        if cls in network_classes(network(p)):
             cause = "timeout" if info.get("kind") == "timeout" else "crash"
             what = "timed out" if cause == "timeout" else "crashed the worker"
             run.fail(cause, f"not trained: {cls}.{method} already {what} in the gradient checks, and training "
@@ -70,7 +70,7 @@ def train_and_score(impl: Oracle, p: Protocol, data: Dataset, *, secret: str, bu
     run.steps = len(loop.losses)
     if not all(np.isfinite(v).all() for v in loop.params.values()):
         return run.fail("not_learning", f"training diverged: the parameters became NaN or inf by step {run.steps}",
-                        component=NETWORK_CLASSES[p.kind][0], method="backward", kind="not_finite",
+                        component=network_classes(network(p))[0], method="backward", kind="not_finite",
                         step=run.steps, message="parameters not finite")
     run.final_loss = float(np.mean(loop.losses[-50:])) if loop.losses else None
     run.accuracy = accuracy(p, loop.params, data.X_test, data.y_test)
@@ -94,8 +94,9 @@ class _Training:
         now = self.clock()
         self.deadline, self.soft = now + WALL_FACTOR * budget, now + budget
         self.cpu0 = _layers_cpu(impl)
-        self.owners = param_owners(network(p))
-        self.chan = GradientChannel(impl, p.kind, network(p), params, data.X_train, data.y_train, p.batch_size,
+        net = network(p)
+        self.owners = param_owners(net)
+        self.chan = GradientChannel(impl, p.kind, net, params, data.X_train, data.y_train, p.batch_size,
                                     timeout=budget)
         self.ref_norms = (reference or {}).get("grad_norms") or []
         self.floors = ({k: float(np.median([s[i] for s in self.ref_norms])) for i, k in enumerate(params)}
@@ -168,7 +169,8 @@ class _Training:
                 odd: dict | None) -> MnistRun | None:
         run.verified_steps += 1
         xb = self.data.X_train[idx].astype(np.float32) / np.float32(255.0)
-        return _direction(run, self.p, step, grads, backprop(self.p.kind, params, xb, self.data.y_train[idx]), odd)
+        want = backprop(self.p.kind, params, xb, self.data.y_train[idx])
+        return _direction(run, step, grads, want, self.owners, odd)
 
 
 def _layers_cpu(impl) -> float:
@@ -231,7 +233,7 @@ def _norm_anomaly(step, grads, norms, ref_norms, floors) -> dict | None:
     return None
 
 
-def _direction(run, p, step, grads, want, odd: dict | None = None) -> MnistRun | None:
+def _direction(run, step, grads, want, owners: dict[str, str], odd: dict | None = None) -> MnistRun | None:
     """The student's gradient must point where backpropagation's does, parameter by parameter."""
     for k, g in grads.items():
         w = want[k]
@@ -240,7 +242,6 @@ def _direction(run, p, step, grads, want, odd: dict | None = None) -> MnistRun |
         cos = cosine(g, w)
         if cos >= MIN_COSINE:
             continue
-        owners = param_owners(network(p))
         if odd is not None:
             run.review = dict(odd, cosine=round(cos, 4))
             return run.fail("inconsistent_training",

@@ -38,7 +38,6 @@ class Protocol:
     min_budget: float = 30.0
 
 
-NETWORK_CLASSES = {"mlp": ("Linear", "ReLU", "LogSoftmax", "NLLLoss"), "logreg": ("LogisticRegression",)}
 MLP = Protocol("MNIST-MLP", "mlp", hidden=64, epochs=2, batch_size=64, lr=0.3, subset=20000, chance=0.1)
 LOGREG = Protocol("MNIST-LogReg", "logreg", epochs=2, batch_size=64, lr=0.5, chance=0.5)
 

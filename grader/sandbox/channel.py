@@ -108,6 +108,9 @@ class GradientChannel:
             raise self.impl.malformed("no loss in the reply") from None
         return loss, {k: self._take(k, grads[k]) for k in self.shapes}
 
+    def _rejected(self, param: str, kind: str, message: str) -> GradientRejected:
+        return GradientRejected(param, kind, message, self.owners.get(param, ""))
+
     def _take(self, k: str, d) -> np.ndarray:
         want = self.shapes[k]
         if not isinstance(d, dict):
@@ -117,16 +120,14 @@ class GradientChannel:
             raise self.impl.malformed("a malformed gradient shape")
         if d.get("written") is not True:  # not an array, or not a usable one
             if shape is not None and tuple(shape) != want:
-                raise GradientRejected(k, "shape", f"gradient {k} has shape {tuple(shape)}, parameter has {want}",
-                                       self.owners.get(k, ""))
-            raise GradientRejected(k, "type", f"gradient {k} is a {str(d.get('type'))[:120]}"
-                                              f"{' of dtype ' + str(d.get('dtype'))[:40] if d.get('dtype') else ''}, "
-                                              "not a numpy array of numbers", self.owners.get(k, ""))
+                raise self._rejected(k, "shape", f"gradient {k} has shape {tuple(shape)}, parameter has {want}")
+            raise self._rejected(k, "type", f"gradient {k} is a {str(d.get('type'))[:120]}"
+                                            f"{' of dtype ' + str(d.get('dtype'))[:40] if d.get('dtype') else ''}, "
+                                            "not a numpy array of numbers")
         if d["dtype"] not in ALLOWED_DTYPES or shape is None:
             raise self.impl.malformed("a gradient of unknown dtype")
         if tuple(shape) != want:
-            raise GradientRejected(k, "shape", f"gradient {k} has shape {tuple(shape)}, parameter has {want}",
-                                       self.owners.get(k, ""))
+            raise self._rejected(k, "shape", f"gradient {k} has shape {tuple(shape)}, parameter has {want}")
         off, _, _, room = self.grad_at[k]
         if math.prod(want) * np.dtype(d["dtype"]).itemsize > room:
             raise self.impl.malformed("a gradient larger than its slot")

@@ -58,16 +58,11 @@ _landlock_paths = lru_cache(maxsize=8)(ReadPolicy.landlock_paths)
 _listed_dirs = lru_cache(maxsize=8)(ReadPolicy.listed_dirs)
 
 
-def _spec_student_modules() -> dict[str, str]:
+def _spec():
+    """The current assignment spec (imported late: the sandbox package does not need it at import)."""
     from ..spec import current_spec
 
-    return current_spec().student_modules
-
-
-def _spec_provided() -> dict[str, list[str]]:
-    from ..spec import current_spec
-
-    return current_spec().provided
+    return current_spec()
 
 
 class SandboxImpl(OracleBase):
@@ -91,7 +86,7 @@ class SandboxImpl(OracleBase):
         self._prepare_root()
         self._arena = Arena.create()  # inherited by every (re)started worker: see shm.py
         self._imported: set[str] = set()
-        self.student_modules = dict(config.student_modules) or _spec_student_modules()
+        self.student_modules = dict(config.student_modules) or _spec().student_modules
         #: Every deadline of this submission is in the seconds of this clock: wall time minus the time
         #: the grader and the worker waited for a CPU, so that load does not change verdicts.
         self.clock = LoadClock()
@@ -219,7 +214,7 @@ class SandboxImpl(OracleBase):
             "runtime_private": policy.private, "uid": self._uid, **on,
         }
         return {"isolation": iso, "package_dir": str(self.package_dir), "work_dir": work, "blocked": blocked,
-                "shm_fd": self._arena.fd, "student_modules": self.student_modules, "provided": _spec_provided()}
+                "shm_fd": self._arena.fd, "student_modules": self.student_modules, "provided": _spec().provided}
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

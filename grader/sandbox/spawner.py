@@ -139,7 +139,7 @@ _starting = threading.Lock()    # threads of one process (a Dask worker's) share
 _retired: list[_Server] = []    # servers that failed a request: never asked again, ended at exit
 
 
-def _current(env: dict[str, str]) -> _Server | None:
+def _current(env: dict[str, str]) -> _Server:
     global _server, _server_pid
     if _server is not None and (_server_pid != os.getpid() or not _server.alive()):
         if _server_pid == os.getpid():

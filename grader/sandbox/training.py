@@ -32,6 +32,12 @@ def param_owners(network: dict) -> dict[str, str]:
     return {name: str(layer["cls"]) for layer in layers for name in (layer.get("params") or {}).values()}
 
 
+def network_classes(network: dict) -> tuple[str, ...]:
+    """The classes a network description uses, in the order :class:`Net` builds them."""
+    loss = network.get("loss")
+    return tuple(str(layer["cls"]) for layer in network.get("sequence") or []) + ((str(loss["cls"]),) if loss else ())
+
+
 class TrainingError(Exception):
     """The training protocol itself could not go on (a loss that is not a number, ...)."""
 
@@ -192,4 +198,5 @@ class Trainer:
         return {"written": True, "dtype": g.dtype.str, "shape": list(g.shape)}
 
 
-__all__ = ["Net", "OPS", "Trainer", "TrainingError", "decode_value", "encode_value", "param_owners"]
+__all__ = ["Net", "OPS", "Trainer", "TrainingError", "decode_value", "encode_value", "network_classes",
+           "param_owners"]
