@@ -171,10 +171,37 @@ def test_killed_run_resumes_to_the_same_gradebook(tmp_path):
     proc.wait()
     done_before = len(list(part.glob("*/.grading-key")))
     assert 0 < done_before < 14, "the run should have been killed half-way"
-    assert not (part / "gradebook.csv").exists()
-    assert not list(part.rglob("*.tmp"))  # nothing half-written survived under a real name
+    assert not (part / "gradebook.csv").exists()  # a file -9 caught mid-write may stay as a .tmp
+    graded = next(part.glob("*/.grading-key")).parent
+    (graded / f".results.json.{proc.pid}-x1y2z3.tmp").write_text('{"half')  # as -9 would leave one
     res = _run(args + ["--out", str(part)], timeout=900)
     assert res.returncode == 0
+    assert not list(part.rglob("*.tmp")), "the resumed run should sweep what the killed one left half-written"
     run = json.loads((part / "run.json").read_text())
     assert run["skipped_as_already_graded"] >= done_before
     assert (part / "gradebook.csv").read_bytes() == (full / "gradebook.csv").read_bytes()
+
+
+def test_half_written_files_of_a_dead_run_are_swept_and_a_live_writers_kept(tmp_path):
+    from grader.report.atomic import sweep_leftovers, write_atomic
+
+    student = tmp_path / "out" / "alice"
+    student.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        left = student / f".results.json.{dead_pid}-ab12cd.tmp"   # kill -9 between create and rename
+        older = tmp_path / "out" / ".gradebook.csv._68siiuc.tmp"  # the name before the pid was in it
+        busy = student / f".feedback.md.{live.pid}-zz99yy.tmp"     # another run writing right now
+        for f in (left, older, busy):
+            f.write_text("half")
+        (student / "notes.tmp").write_text("not hidden: not ours")
+        removed = sweep_leftovers(tmp_path / "out")
+        assert sorted(removed) == sorted([left, older])
+        assert busy.exists() and (student / "notes.tmp").exists()
+    finally:
+        live.kill()
+        live.wait()
+    target = write_atomic(student / "results.json", "{}")
+    assert target.read_text() == "{}" and not list(student.glob(".results.json.*"))

@@ -182,12 +182,13 @@ def test_killed_dask_run_resumes_to_the_same_gradebook(klass, local_run, dask_av
     proc.wait()
     done_before = len(list(out.glob("*/.grading-key")))
     assert 0 < done_before < 40, "the run should have been killed half-way"
-    assert not (out / "gradebook.csv").exists() and not list(out.rglob("*.tmp"))
+    assert not (out / "gradebook.csv").exists()  # a file being written when -9 hit may stay as a .tmp
     gone, alive = psutil.wait_procs(children, timeout=60)
     assert not alive, f"processes left behind by the killed run: {[p.pid for p in alive]}"
     res = _run(["grade", str(klass), "--out", str(out), *BASE, "--executor", "dask-local"], timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads((out / "run.json").read_text())["skipped_as_already_graded"] >= done_before
+    assert not list(out.rglob("*.tmp")), "the resumed run should sweep what the killed one left half-written"
     assert_same_run(local_run, out)
 
 

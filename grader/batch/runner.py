@@ -32,7 +32,7 @@ from ..intake import Submission, collect
 from ..intake.discover import folder_name, student_id
 from ..intake.roster import Match, RosterSpec, load_roster, match as match_roster
 from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist, zero_test
-from ..report import render_feedback, render_gradebook, render_summary, write_atomic, write_json
+from ..report import render_feedback, render_gradebook, render_summary, sweep_leftovers, write_atomic, write_json
 from ..report.text import clean_name, clean_text, clean_tree, hash_bytes
 from ..scoring import SubmissionResult
 from ..scoring.results import FINAL_STATUSES
@@ -224,6 +224,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     found, matched = intake_batch(path, out, layout, roster)
     subs, warnings = found.subs, found.warnings + matched.warnings + spec_change_warning(out, opts)
     out.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(out)  # what a run killed mid-write left: its results are rewritten below
     everyone = subs
     clear_stale_manifest(out)  # written again at the end of a finished shard run (issue 18)
     if shard is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..report import render_gradebook, render_summary, write_atomic, write_json
+from ..report import render_gradebook, render_summary, sweep_leftovers, write_atomic, write_json
 from ..scoring import SubmissionResult
 
 MANIFEST = "shard.json"
@@ -180,6 +180,7 @@ def merge(out: str | Path, shard_dirs: list[str | Path]) -> MergeOutcome:
     if len(set(names)) != len(names):
         raise ShardError("two shards use the same folder name for different students; cannot merge")
     out.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(out)
     for src, name in placed:
         _copy_folder(src, out / name)
     ordered = [results[s] for s in sorted(results)]
