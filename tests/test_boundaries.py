@@ -188,6 +188,9 @@ def test_two_gradescope_students_get_different_hidden_cases(tmp_path):
         "self.grad_b = grad_output.sum(axis=0)", "self.grad_b = grad_output")  # so case labels are shown
     for user, sub_id in (("1001", "5001"), ("1002", "5002"), ("1001", "5001")):
         root = extract_bundle(bundle, tmp_path / f"ag-{user}-{len(outs)}")
+        # A fixed bundle secret: with a fresh random one, two students' small case shapes coincide by
+        # chance now and then (about one run in fifty), and the test would fail for nothing.
+        (root / "source" / "grader-secret.txt").write_text("fixed-bundle-secret-1\n")
         (root / "submission").mkdir()
         (root / "submission" / "layers.py").write_text(layers)
         (root / "submission" / "logistic_regression.py").write_text((ROOT / "solutions/logistic_regression.py").read_text())
@@ -204,6 +207,8 @@ def test_two_gradescope_students_get_different_hidden_cases(tmp_path):
         assert bundle_secret == first_secret
     a, b, again = outs
     assert a["extra_data"]["secret"]["scope"] == "per-student"
+    assert a["extra_data"]["secret"]["id"] != b["extra_data"]["secret"]["id"]
+    assert a["extra_data"]["secret"]["id"] == again["extra_data"]["secret"]["id"]
     assert _hidden_labels(a) != _hidden_labels(b)       # two students: different hidden cases
     assert _hidden_labels(a) == _hidden_labels(again)   # a regrade: the same ones
     assert a["score"] == b["score"] == again["score"] < 100
