@@ -208,9 +208,9 @@ def row_status(tests: list[TestResult]) -> tuple[str, str]:
     if "import_error" in causes:
         first = next((t.detail for t in tests if t.causes[:1] == ("import_error",) and t.detail), "")
         return "error", (first or "a student file could not be imported")[:300]
-    if "timeout" in causes or "too_slow" in causes:
-        return "timeout", ("some calls took too long or never returned; first: "
-                           + _first_detail(tests, ("timeout", "too_slow")))[:400]
+    slow = ("timeout", "too_slow", "prints_too_much")
+    if any(c in causes for c in slow):
+        return "timeout", ("some calls took too long or never returned; first: " + _first_detail(tests, slow))[:400]
     if "crash" in causes:
         return "error", ("the submission crashed the worker in some tests; first: "
                          + _first_detail(tests, ("crash",)))[:400]

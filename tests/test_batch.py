@@ -205,3 +205,33 @@ def test_half_written_files_of_a_dead_run_are_swept_and_a_live_writers_kept(tmp_
         live.wait()
     target = write_atomic(student / "results.json", "{}")
     assert target.read_text() == "{}" and not list(student.glob(".results.json.*"))
+
+
+def test_no_student_can_take_a_name_the_grader_writes(tmp_path):
+    """A student called like one of the batch's own files (history.jsonl, report.html, shard.json ...)
+    gets a row under another folder name, and the run writes every file it writes for anyone else."""
+    import re
+
+    from grader.intake.discover import RESERVED
+
+    written = set()  # file names in the code that writes the batch's folder
+    sources = [ROOT / "grader/cli.py"] + [p for pkg in ("batch", "report", "instructor")
+                                          for p in (ROOT / "grader" / pkg).rglob("*.py")]
+    for path in sources:
+        written |= set(re.findall(r'"([A-Za-z][\w-]*\.(?:csv|md|json|jsonl|html|xml|toml))"', path.read_text()))
+    assert {"gradebook.csv", "history.jsonl", "report.html"} <= written  # the scan sees them
+    per_student = {"results.json", "feedback.md", "record.json", "SPEC.toml"}
+    assert written - per_student <= RESERVED, written - per_student - RESERVED
+    subs = tmp_path / "subs"
+    names = ["history.jsonl", "report.html", "shard.json", "classroom.json", "GRADEBOOK.csv"]
+    for name in names:
+        make_submission(subs / name)
+    out = tmp_path / "out"
+    res = _run(["grade", str(subs), "--out", str(out), "--no-mnist", "--public-only", "--shard", "1/1", "--quiet",
+                "--secret", "reserved"], timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = _rows(out / "gradebook.csv")
+    assert sorted(r["student"] for r in rows) == sorted(names) and all(r["status"] == "ok" for r in rows)
+    for f in ("history.jsonl", "report.html", "shard.json"):
+        assert (out / f).is_file(), f
+    assert _run(["report", str(out)], timeout=300).returncode == 0

@@ -365,3 +365,51 @@ def test_the_package_forms_in_grader_check(tmp_path: Path, name: str) -> None:
         (d / f).write_text(text.replace(old, new, 1) if f == fname else text)
     results = run_public(d)
     assert results and all(r.passed for r in results), [r.title for r in results if not r.passed]
+
+
+def test_printing_never_fails_inside_the_students_layer(tmp_path: Path) -> None:
+    """Debug prints of whole arrays on every call: the worker's output file is capped (RLIMIT_FSIZE),
+    so without the capped streams every print past the cap raised "File too large" inside forward.
+    Here the cap is 256 KB and each forward prints 20 KB: every test still passes, the feedback keeps
+    the start of the output, and the one line saying the rest was dropped."""
+    from dataclasses import replace as dc_replace
+
+    from grader.sandbox import streams
+
+    text = reference("layers.py").replace("from __future__ import annotations\n",
+                                          "from __future__ import annotations\nimport sys\n", 1)
+    text = text.replace("    def forward(self, X: np.ndarray) -> np.ndarray:\n", "    def forward(self, X: np.ndarray) -> np.ndarray:\n"
+                        "        print('x' * 20000); print('e' * 100, file=sys.stderr)\n", 1)
+    assert text.count("print('x' * 20000)") == 1
+    sub = tmp_path / "subs" / "chatty"
+    sub.mkdir(parents=True)
+    (sub / "layers.py").write_text(text)
+    (sub / "logistic_regression.py").write_text(reference("logistic_regression.py"))
+    cfg = dc_replace(SandboxConfig(), file_size=256 << 10)
+    outcome = grade_batch(tmp_path / "subs", tmp_path / "out",
+                          GradeOptions(secret=SECRET, mnist=False, sandbox_config=cfg), jobs=1)
+    assert _full_marks(outcome, tmp_path / "out") == []
+    shown = outcome.results[0].student_output
+    assert shown.startswith("x" * 100), shown[:200]
+
+    class Raw:  # the stream's own contract, with a raw stream that fails like a full file
+        def __init__(self):
+            self.parts, self.fail = [], False
+
+        def write(self, s):
+            if self.fail:
+                raise OSError(27, "File too large")
+            self.parts.append(s)
+
+        def flush(self):
+            pass
+
+    raw = Raw()
+    capped = streams.CappedText(raw, limit=10)
+    assert capped.write("0123456789abc") == 13 and raw.parts[0] == "0123456789"
+    assert "dropped" in raw.parts[1] and capped.write("more") == 4 and len(raw.parts) == 2
+    raw2 = Raw()
+    raw2.fail = True
+    assert streams.CappedText(raw2, limit=100).write("a full disk never raises") == 24
+    with pytest.raises(TypeError):
+        capped.write(b"bytes")

@@ -362,3 +362,16 @@ def test_twenty_mixed_entries_give_twenty_rows(tmp_path):
     assert "21 entries found (1 ignored: `.DS_Store`) -> 20 submissions" in (tmp_path / "out" / "summary.md").read_text()
     feedback = (tmp_path / "out" / got["frank"].intake["folder"] / "feedback.md").read_text()
     assert "hw1-main/assignment/" in feedback
+
+
+def test_a_readme_document_is_skipped_but_a_submission_named_readme_is_a_row(tmp_path):
+    root = tmp_path / "class"
+    make_submission(root / "alice")
+    (root / "README.md").write_text("# how this folder was collected")
+    (root / "readme.txt").write_text("notes")
+    _zip(root / "README_john.zip", SRC)
+    _zip(root / "readme.zip", SRC)
+    subs, _ = discover(root)
+    by_id = {s.student: s for s in subs}
+    assert sorted(by_id) == ["README_john", "alice", "readme"]
+    assert by_id["README_john"].kind == by_id["readme"].kind == "zip"

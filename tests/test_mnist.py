@@ -268,3 +268,32 @@ def test_the_graders_numpy_runs_on_one_blas_thread_whoever_calls(submission_fact
         pl.grade_submission(sub, GradeOptions(secret="t", mnist=False, sandbox=False))
         assert blas_threads() == before  # the caller's setting is given back
     assert len(seen) == 1 and set(seen[0]) == {1}, seen
+
+
+@pytest.mark.parametrize("kind", ["per_sample", "nan", "list"])
+def test_a_loss_only_bug_costs_no_mnist_point(data, kind):
+    """The parent trains on the gradients and never uses the loss value: a forward that returns the
+    per-sample losses, NaN or a list (charged by the loss's own checks) is not charged again here.
+    Negative control: the same class with a backward bug as well loses the run."""
+    import solutions.layers as L
+
+    class LooseLoss(L.NLLLoss):
+        def forward(self, log_probs, target):
+            value = super().forward(log_probs, target)
+            per = -log_probs[np.arange(len(target)), target]
+            return {"per_sample": per, "nan": float("nan"), "list": [value]}[kind]
+
+    class AlsoWrongBackward(LooseLoss):
+        def backward(self, grad_output=1.0):
+            return -super().backward(grad_output)
+
+    ref = reference_mnist("loose")["MNIST-MLP"]
+    rule = load_rubric().mnist["MNIST-MLP"]
+    run = train_and_score(variant_impl(type("mod", (), {"NLLLoss": LooseLoss, "__name__": "loose"})), MLP,
+                          data["mlp"], secret="loose", reference=ref)
+    assert run.error is None and rule.fraction(run.accuracy, ref["accuracy"], MLP.chance) == 1.0, run.error
+    if kind == "nan":
+        assert run.final_loss is None  # nothing finite to report, and nothing that breaks the JSON
+    bad = train_and_score(variant_impl(type("mod", (), {"NLLLoss": AlsoWrongBackward, "__name__": "bad"})), MLP,
+                          data["mlp"], secret="loose", reference=ref)
+    assert bad.accuracy is None and bad.failure["kind"] == "direction", bad.failure

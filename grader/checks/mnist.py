@@ -31,6 +31,9 @@ from .mnist_protocol import (LOGREG, MIN_COSINE, MLP, NORM_FACTOR, SUBSET_SEED, 
                              datasets, initial_params, network, stratified)
 
 
+PRINTED_A_LOT = 1 << 19  #: printed bytes during training that the too-slow hint names (the worker keeps 1 MiB)
+
+
 def _already_failed(impl, p: Protocol, run: MnistRun) -> bool:
     """A call this network needs already hung or crashed in the gradient checks: training would only
     wait out the whole budget to fail the same way."""
@@ -72,7 +75,8 @@ def train_and_score(impl: Oracle, p: Protocol, data: Dataset, *, secret: str, bu
         return run.fail("not_learning", f"training diverged: the parameters became NaN or inf by step {run.steps}",
                         component=network_classes(network(p))[0], method="backward", kind="not_finite",
                         step=run.steps, message="parameters not finite")
-    run.final_loss = float(np.mean(loop.losses[-50:])) if loop.losses else None
+    finite = [v for v in loop.losses[-50:] if np.isfinite(v)]  # the loss is reported, never trained on
+    run.final_loss = float(np.mean(finite)) if finite else None
     run.accuracy = accuracy(p, loop.params, data.X_test, data.y_test)
     return run
 
@@ -94,6 +98,7 @@ class _Training:
         now = self.clock()
         self.deadline, self.soft = now + WALL_FACTOR * budget, now + budget
         self.cpu0 = _layers_cpu(impl)
+        self.printed0 = _printed(impl)
         net = network(p)
         self.owners = param_owners(net)
         self.chan = GradientChannel(impl, p.kind, net, params, data.X_train, data.y_train, p.batch_size,
@@ -138,8 +143,11 @@ class _Training:
                 raise StudentError({"kind": "timeout", "type": "Timeout", "message": "", "where": ""})
             self.chan.send(self.params, idx, timeout=left)
         except StudentError as exc:
-            return _call_failed(run, self.p, exc, step)
+            return _call_failed(run, self.p, exc, step, self.printed())
         return None
+
+    def printed(self) -> int:
+        return _printed(self.impl) - self.printed0
 
     def _answer(self, run: MnistRun, step: int):
         """(loss, gradients, norm anomaly) of the step asked last, or the run's failure."""
@@ -147,14 +155,14 @@ class _Training:
         try:
             loss, grads = self.chan.receive()
         except StudentError as exc:
-            return _call_failed(run, p, exc, step)
+            return _call_failed(run, p, exc, step, self.printed())
         except GradientRejected as exc:
             cause = "wrong_shape" if exc.kind == "shape" else "wrong_type"
             return run.fail(cause, f"training stopped at step {step}: {exc.message}", component=exc.component,
                             method="gradients", kind=cause, step=step, message=exc.message)
         if self.clock() > self.soft and _layers_cpu(self.impl) - self.cpu0 > self.budget:
             return _call_failed(run, p, StudentError({"kind": "timeout", "type": "Timeout", "where": "",
-                                                      "message": "CPU budget used up"}), step)
+                                                      "message": "CPU budget used up"}), step, self.printed())
         norms = [_norm(g) for g in grads.values()]
         if self.reference is None:
             run.grad_norms.append([float(f"{x:.4g}") for x in norms])
@@ -171,6 +179,12 @@ class _Training:
         xb = self.data.X_train[idx].astype(np.float32) / np.float32(255.0)
         want = backprop(self.p.kind, params, xb, self.data.y_train[idx])
         return _direction(run, step, grads, want, self.owners, odd)
+
+
+def _printed(impl) -> int:
+    """Bytes the layers' process has printed so far (0 where nobody counts them: in-process)."""
+    count = getattr(impl, "printed_bytes", None)
+    return int(count()) if callable(count) else 0
 
 
 def _layers_cpu(impl) -> float:
@@ -190,15 +204,19 @@ def _norm(g: np.ndarray) -> float:
     return n if np.isfinite(n) else float(np.linalg.norm(g.astype(np.float64)))  # float32 squares overflow
 
 
-def _call_failed(run: MnistRun, p: Protocol, exc: StudentError, step: int) -> MnistRun:
+def _call_failed(run: MnistRun, p: Protocol, exc: StudentError, step: int, printed: int = 0) -> MnistRun:
+    """``printed``: bytes the layers printed during this run (a print left in forward is what makes
+    a vectorised submission too slow, and then the hint says so)."""
     info = exc.info
     comp, method = str(info.get("component", "")), str(info.get("method", ""))
     where = f"{comp}.{method} " if comp and method else ""
     when = f"at training step {step}" if step else "while setting up the network"
     if exc.kind == "timeout":
-        return run.fail("too_slow", f"training did not finish within the time budget ({p.time_factor:g} times the "
-                        f"reference's training time, at least {p.min_budget:g} s; stopped at step {step}): "
-                        "vectorise the layers, no Python loops over samples",
+        why = ("vectorise the layers, no Python loops over samples" if printed < PRINTED_A_LOT else
+               f"your layers printed {printed / 1e6:.1f} MB or more during training (a print of whole arrays left in forward "
+               "or backward?): formatting that output is what takes the time, remove the print statements")
+        return run.fail("too_slow" if printed < PRINTED_A_LOT else "prints_too_much", f"training did not finish within the time budget ({p.time_factor:g} times the "
+                        f"reference's training time, at least {p.min_budget:g} s; stopped at step {step}): {why}",
                         component=comp, method=method, kind="timeout", step=step, message=str(info.get("message", "")))
     if info.get("type") == "TrainingError":
         return run.fail("wrong_type", f"training stopped at step {step}: {info.get('message')}", component=comp,

@@ -51,6 +51,7 @@ GENERIC: dict[str, Cause] = {c.id: c for c in [
     Cause("stale_cache", "backward uses a stale forward", "Cache what backward needs in every forward call, so backward always uses the most recent one."),
     Cause("wrong_values", "wrong values", "The values differ from the correct ones with no known pattern; derive the formula again on a 2x3 example."),
     Cause("too_slow", "too slow", "Vectorise: no Python loops over samples or elements."),
+    Cause("prints_too_much", "too slow: prints while training", "Remove the print statements from forward and backward (or print shapes, not whole arrays): formatting arrays on every call of training is what made it too slow."),
     Cause("inconsistent_training", "training gradients not those of the submitted layers", "During training the gradients returned were not what backpropagation through your components gives (a gradient far too large, or one that contradicts components which pass their own checks); the run is flagged for review."),
     Cause("not_learning", "the network does not learn", "Training with your layers did not reach the expected accuracy; check the gradient checks of each layer first."),
     Cause("untestable", "could not be checked", "This property is checked on your own results, which must be finite, nonzero numpy arrays: fix the value checks of this method first."),

@@ -44,9 +44,14 @@ def _staging(staging: Path | None) -> Path:
     return d
 
 
+#: what a README beside the submissions is written in (a ``README_john.zip`` is a submission, and a row)
+README_SUFFIXES = {"", ".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".rtf", ".doc", ".docx", ".odt"}
+
+
 def _ignored(e: Path, exclude: tuple[Path, ...]) -> bool:
-    """Debris (``.DS_Store``, ``__MACOSX``, ``._*``), a README, and the grader's own output or roster."""
-    if is_junk(e.name) or (e.name.lower().startswith("readme") and e.is_file() and not e.is_symlink()):
+    """Debris (``.DS_Store``, ``__MACOSX``, ``._*``), a README document, and the grader's own output or roster."""
+    readme = e.name.lower().startswith("readme") and Path(e.name).suffix.lower() in README_SUFFIXES
+    if is_junk(e.name) or (readme and e.is_file() and not e.is_symlink()):
         return True
     try:
         return any(e.resolve() == x.resolve() for x in exclude)

@@ -44,7 +44,9 @@ OTHER_ARCHIVES = {".rar": "a RAR archive", ".7z": "a 7-Zip archive", ".gz": "a g
                   ".bz2": "a bzip2-compressed file", ".xz": "an xz-compressed file", ".zst": "a Zstandard file",
                   ".cab": "a cabinet archive", ".jar": "a Java archive", ".whl": "a wheel"}
 #: names the batch writes next to the student folders: a student folder may never take one
-RESERVED = {"gradebook.csv", "summary.md", "run.json", "junit.xml", "canvas-grades.csv", "moodle-grades.csv"}
+#: (tests/test_intake.py finds every name the batch, the reports and the instructor commands write there)
+RESERVED = {"gradebook.csv", "summary.md", "run.json", "junit.xml", "canvas-grades.csv", "moodle-grades.csv",
+            "history.jsonl", "report.html", "shard.json", "classroom.json", "overrides.toml"}
 _UNSAFE_SHOWN = {"Cc", "Zl", "Zp"}
 _BIDI = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A)), "\ufeff"}
 _WINDOWS_NAMES = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)

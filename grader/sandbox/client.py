@@ -32,7 +32,7 @@ from .policy import ReadPolicy, read_policy
 from .protocol import read_message, write_message
 from .shm import Arena
 
-RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py", "view.py", "shm.py", "training.py", "zygote.py")
+RUNTIME_FILES = ("worker.py", "protocol.py", "isolation.py", "view.py", "shm.py", "training.py", "zygote.py", "streams.py")
 #: The environment every worker shares (the fork server's); each worker adds its own folders.
 BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg",
             "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -69,8 +69,7 @@ class SandboxImpl(OracleBase):
     """A submission's two files, run in an isolated worker process (restarted after failures)."""
 
     def __init__(self, package_dir: Path, config: SandboxConfig = SandboxConfig(), label: str = "sandbox") -> None:
-        self.label = label
-        self.config = config
+        self.label, self.config = label, config
         self.package_dir = Path(package_dir)
         self.root = self.package_dir.parent
         self._generation = 0
@@ -79,7 +78,7 @@ class SandboxImpl(OracleBase):
         self.restarts = -1
         self.isolation: dict[str, str] = {}
         self.failed_methods: dict[tuple[str, str], dict] = {}
-        self.output = bytearray()
+        self.output, self._printed = bytearray(), 0  #: kept output; bytes printed by workers already stopped
         self.answer_seconds = 0.0  #: time spent on answered calls (see SandboxConfig.answer_budget)
         self._uid: int | None = None
         self._outdir = Path(tempfile.mkdtemp(prefix="bpg-out-"))
@@ -242,13 +241,18 @@ class SandboxImpl(OracleBase):
         self._collect_output()
         self._proc = None
 
+    def printed_bytes(self) -> int:
+        """How much the student's code has printed so far, over every worker of this submission."""
+        try:
+            return self._printed + os.stat(self._outdir / f"output-{self._generation}.txt").st_size
+        except OSError:  # no worker now (its output already counted)
+            return self._printed
+
     def _collect_output(self) -> None:
-        path = self._outdir / f"output-{self._generation}.txt"
+        path, self._printed = self._outdir / f"output-{self._generation}.txt", self.printed_bytes()
         try:
             with open(path, "rb") as fh:
-                room = self.config.output_cap - len(self.output)
-                if room > 0:
-                    self.output += fh.read(room)
+                self.output += fh.read(max(self.config.output_cap - len(self.output), 0))
             path.unlink()
         except OSError:
             pass

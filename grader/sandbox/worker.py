@@ -321,6 +321,7 @@ def install_package(package_dir: str, name: str = "assignment", student_modules:
 
 def _serve(cfg: dict, req, resp) -> None:
     import isolation
+    import streams
 
     layers = isolation.apply_all(cfg["isolation"])
     refused = isolation.refusal(layers, cfg["isolation"])
@@ -331,6 +332,7 @@ def _serve(cfg: dict, req, resp) -> None:
     blocked = cfg.get("blocked")
     sys.meta_path.insert(0, BlockedImport(blocked))
     sys.dont_write_bytecode = True
+    streams.cap_output()  # a print never raises "File too large" inside the student's layer
     STUDENT_MODULES.update(cfg.get("student_modules") or {})  # the assignment's (the parent's grader/spec.py)
     PROVIDED.update(cfg.get("provided") or {})
     install_package(cfg["package_dir"])
