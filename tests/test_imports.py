@@ -51,6 +51,17 @@ PACKAGE_FORMS = {
     "relative_layers": ("logistic_regression.py", "from .module import Module",
                         "from .module import Module\nfrom .layers import Linear"),
     "relative_module": ("layers.py", "from .module import Module", "from .module import Module  # the provided base"),
+    # every provided file is importable (CONTRACT section 1), train.py too: it imports the layers,
+    # so only once they are defined (as on the student's machine: above them it is a circular import)
+    "provided_data": ("logistic_regression.py", "from .module import Module",
+                      "from .module import Module\nfrom .data import load_mnist, binary_pair"),
+    "provided_data_absolute": ("layers.py", "from .module import Module",
+                               "from .module import Module\nfrom assignment.data import load_mnist"),
+    "provided_gradcheck": ("layers.py", "from .module import Module",
+                           "from .module import Module\nimport assignment.gradcheck as gc"),
+    "provided_train_in_a_function": ("logistic_regression.py", "from .module import Module",
+                                     "from .module import Module\n\n\ndef _experiment():\n"
+                                     "    from assignment.train import train_logistic\n    return train_logistic"),
 }
 
 
@@ -353,7 +364,7 @@ def test_normal_install_in_a_fresh_venv(tmp_path: Path) -> None:
                 assert p not in text, (f, p)
 
 
-@pytest.mark.parametrize("name", ["from_assignment", "relative_layers", "import_assignment_module"])
+@pytest.mark.parametrize("name", ["from_assignment", "relative_layers", "import_assignment_module", "provided_data"])
 def test_the_package_forms_in_grader_check(tmp_path: Path, name: str) -> None:
     from grader.student import run_public
 

@@ -33,8 +33,14 @@ def test_only_the_two_student_files_are_taken(tmp_path):
     (sub / "module.py").write_text("raise SystemExit")  # provided files come from the grader
     (sub / "results.json").write_text("{}")
     p = _prep(tmp_path, sub, "dir")
-    assert sorted(f.name for f in p.package_dir.iterdir()) == ["gradcheck.py", "layers.py", "logistic_regression.py", "module.py"]
+    # the provided files (all four: CONTRACT section 1), the student's two, and the skeleton's two (for a
+    # notebook that subclasses the skeleton, grader/intake/notebook_cells.py)
+    assert sorted(f.name for f in p.package_dir.iterdir()) == [
+        "_skeleton_layers.py", "_skeleton_logistic_regression.py", "data.py", "gradcheck.py", "layers.py",
+        "logistic_regression.py", "module.py", "train.py"]
     assert "SystemExit" not in (p.package_dir / "module.py").read_text()
+    for name in ("layers.py", "logistic_regression.py"):
+        assert (p.package_dir / f"_skeleton_{name}").read_bytes() == (ROOT / "assignment" / name).read_bytes()
 
 
 def test_symlinked_student_file_is_refused(tmp_path):

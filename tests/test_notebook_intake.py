@@ -484,3 +484,87 @@ def test_big_notebook_read_by_the_helper_process_keeps_tags_and_sources(tmp_path
     nb = prepare(Submission("big", path, "ipynb"), tmp_path / "s")
     text = (nb.package_dir / "layers.py").read_text()
     assert "1 code cell(s) tagged 'solution'" in nb.notes[0] and "class Linear" in text and "class ReLU" not in text
+
+
+# --- a notebook that subclasses the skeleton (it gets the constructors, writes forward/backward) ------
+
+SUBCLASSED = '''
+class Linear({Linear}):
+    def forward(self, X):
+        self._X = X
+        return X @ self.W + self.b
+
+    def backward(self, grad_output):
+        self.grad_W = self._X.T @ grad_output
+        self.grad_b = grad_output.sum(axis=0)
+        return grad_output @ self.W.T
+
+
+class ReLU({ReLU}):
+    def forward(self, X):
+        self._X = X
+        return np.maximum(X, 0)
+
+    def backward(self, grad_output):
+        return grad_output * (self._X {relu_op} 0)
+
+
+class LogSoftmax({LogSoftmax}):
+    def forward(self, T):
+        shifted = T - T.max(axis=1, keepdims=True)
+        self._Y = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return self._Y
+
+    def backward(self, grad_output):
+        return grad_output - np.exp(self._Y) * grad_output.sum(axis=1, keepdims=True)
+
+
+class NLLLoss({NLLLoss}):
+    def forward(self, log_probs, target):
+        self._shape, self._t, self._dtype = log_probs.shape, target, log_probs.dtype
+        picked = log_probs[np.arange(len(target)), target]
+        return -(picked.mean() if self.reduction == "mean" else picked.sum())
+
+    def backward(self, grad_output=1.0):
+        g = np.zeros(self._shape, dtype=self._dtype)
+        g[np.arange(len(self._t)), self._t] = -grad_output / (len(self._t) if self.reduction == "mean" else 1)
+        return g
+
+
+class LogisticRegression({LogisticRegression}):
+    def forward(self, X, y):
+        self._X, self._y = X, np.asarray(y).astype(X.dtype)
+        y = self._y
+        z = X @ self.w + self.b
+        self._p = np.exp(-np.logaddexp(0, -z))
+        return float(np.mean(np.logaddexp(0, z) - y * z))
+
+    def backward(self, grad_output=1.0):
+        d = (self._p - self._y) / len(self._y) * grad_output
+        self.grad_w, self.grad_b = self._X.T @ d, np.asarray(d.sum())
+        return np.outer(d, self.w)
+'''
+ALIASES = {c: f"_{c}" for c in ("Linear", "ReLU", "LogSoftmax", "NLLLoss", "LogisticRegression")}
+SKELETON_IMPORTS = {
+    "aliased_from_modules": ("from assignment.layers import Linear as _Linear, ReLU as _ReLU, LogSoftmax as _LogSoftmax, "
+                             "NLLLoss as _NLLLoss\nfrom assignment.logistic_regression import LogisticRegression as "
+                             "_LogisticRegression", ALIASES),
+    "aliased_from_package": ("from assignment import Linear as _Linear, ReLU as _ReLU, LogSoftmax as _LogSoftmax, "
+                             "NLLLoss as _NLLLoss, LogisticRegression as _LogisticRegression, Module", ALIASES),
+    "module_objects": ("import assignment.layers as skel\nimport assignment.logistic_regression as skel_lr",
+                       {c: f"skel.{c}" for c in ALIASES} | {"LogisticRegression": "skel_lr.LogisticRegression"}),
+    "same_name": ("from assignment.layers import Linear, ReLU, LogSoftmax, NLLLoss\n"
+                  "from assignment.logistic_regression import LogisticRegression", {c: c for c in ALIASES}),
+}
+
+
+@pytest.mark.parametrize("form", sorted(SKELETON_IMPORTS))
+def test_a_notebook_subclassing_the_skeleton_gets_full_marks(tmp_path, form):
+    imports, bases = SKELETON_IMPORTS[form]
+    cells = [code("import numpy as np\n" + imports), code(SUBCLASSED.format(**bases, relu_op=">"))]
+    r = _grade(write(tmp_path, *cells, name=form))
+    assert r.status == "ok" and r.score == r.max_score, [(t.name, t.output[:200]) for t in r.tests if not t.passed]
+    # negative control: the notebook's own methods are graded, not the skeleton's (a bug in ReLU only)
+    cells = [code("import numpy as np\n" + imports), code(SUBCLASSED.format(**bases, relu_op=">="))]
+    bad = _grade(write(tmp_path, *cells, name=form + "_bug")).component_scores()
+    assert bad["ReLU"][0] < bad["ReLU"][1] and all(s == m for c, (s, m) in bad.items() if c != "ReLU"), bad

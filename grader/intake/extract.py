@@ -10,6 +10,7 @@ from .archives import MAX_FILE_BYTES, IntakeError, listing  # noqa: F401  (re-ex
 from ..spec import current_spec
 from .discover import Submission, shown
 from .locate import read_student_files
+from .notebook_cells import SKELETON
 from .notebook import MAX_NOTEBOOK_BYTES, NotebookError, notebook_source, read_notebook  # noqa: F401
 
 
@@ -61,6 +62,9 @@ def prepare(sub: Submission, scratch_root: Path) -> Prepared:
     trusted = _trusted_dir(spec)
     for name in spec.provided_files:
         shutil.copyfile(trusted / name, pkg / name)
+    for name in spec.student_files:  # the skeleton, for a notebook that subclasses it (notebook_cells.SKELETON)
+        if (trusted / name).is_file():
+            shutil.copyfile(trusted / name, pkg / f"{SKELETON}{name}")
     h = hashlib.sha256()
     for name in spec.student_files:
         if name in files:

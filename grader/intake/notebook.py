@@ -32,7 +32,7 @@ from pathlib import Path
 from . import notebook_json, notebook_runner  # both imported so that every copy of the grader ships them
 from .notebook_json import IN_PROCESS_BYTES, cells_of, slim
 from .notebook_cells import (CELL_MAGIC, PYTHON_CELL_MAGICS, Cell, bound_names, cell_text, filter_assignment_import,
-                             graded, parse_cell, printable, reduce_cell, student_names)
+                             graded, parse_cell, printable, redirect_skeleton_import, reduce_cell, student_names)
 from .notebook_deps import keep_attachments, keep_dependencies
 
 MAX_NOTEBOOK_BYTES = 256 << 20   #: the file, outputs included: read once, outputs dropped while parsing
@@ -176,10 +176,14 @@ def _reduce_notebook(raw: bytes | list[dict], name: str) -> Reduced:
         reduce_cell(c, modules)
     own = {n for c in parsed for i in c.kept for n in bound_names(c.tree.body[i])
            if not isinstance(c.tree.body[i], (ast.Import, ast.ImportFrom))}
+    rebased = frozenset(n.name for c in parsed for i in c.kept for n in [c.tree.body[i]] if isinstance(n, ast.ClassDef)
+                        and any(isinstance(b, ast.Name) and b.id == n.name for b in n.bases))  # class Linear(Linear)
     for c in parsed:
         for i in list(c.kept):
             if isinstance(c.tree.body[i], ast.ImportFrom):
-                filter_assignment_import(c, i, c.tree.body[i], own)
+                filter_assignment_import(c, i, c.tree.body[i], own, rebased)
+            elif isinstance(c.tree.body[i], ast.Import):
+                redirect_skeleton_import(c, i, c.tree.body[i])
     keep_attachments(parsed, own)
     defined = set().union(*(c.bound() for c in parsed))
     deps = keep_dependencies(parsed, defined, own)

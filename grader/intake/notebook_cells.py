@@ -55,7 +55,7 @@ class Cell:
     tree: ast.Module | None = None
     error: tuple[str, int, int, str] | None = None  #: why it does not parse: message, line, column, text
     kept: dict[int, str] = field(default_factory=dict)  #: index in tree.body -> "hard", "pure" or "soft"
-    replaced: dict[int, ast.ImportFrom] = field(default_factory=dict)  #: index -> filtered import
+    replaced: dict[int, ast.stmt] = field(default_factory=dict)  #: index -> filtered import(s)
     futures: int = 0
     dropped: int = 0
     original: str = ""                 #: the source as the student sees it (labels name its first line)
@@ -224,27 +224,57 @@ def _assignment_module(node: ast.ImportFrom) -> str | None:
     return mod if mod in student_modules() else None
 
 
-def filter_assignment_import(cell: Cell, i: int, node: ast.ImportFrom, own: set[str]) -> None:
-    """The setup cell as in Jupyter: helpers from the trusted package, the notebook's names its own."""
+SKELETON = "_skeleton_"  #: the skeleton's student files sit in the package under this prefix (intake/extract.py)
+
+
+def _skeleton_module(target: str, name: str) -> str | None:
+    """Where the skeleton's class ``name`` imported from ``target`` lives in the graded package."""
+    module = target if target in student_modules() else current_spec().student_modules.get(name)
+    return f"assignment.{SKELETON}{module}" if module else None
+
+
+def filter_assignment_import(cell: Cell, i: int, node: ast.ImportFrom, own: set[str],
+                             rebased: frozenset[str] = frozenset()) -> None:
+    """The setup cell as in Jupyter: helpers from the trusted package, the notebook's names its own.
+
+    A skeleton class imported under another name (``from assignment.layers import Linear as Base``,
+    for ``class Linear(Base)``), or one the notebook's class of the same name derives from
+    (``rebased``: ``class Linear(Linear)``), is the skeleton's, as in the student's kernel: it is
+    imported from the skeleton's copy, since the package's own ``layers`` is the notebook itself."""
     target = _assignment_module(node)
     if target is None:
         return
-    keep = []
+    keep, skeleton = [], []
     for a in node.names:
         bound = a.asname or a.name
         if a.name == "*" or (a.name not in student_names() and bound not in own
                              and (target not in student_modules() or a.name in provided_names())):
             keep.append(a)
+        elif (a.name in student_names() and ((bound != a.name and bound not in own) or bound in rebased)
+              and _skeleton_module(target, a.name)):
+            skeleton.append(ast.ImportFrom(module=_skeleton_module(target, a.name), names=[a], level=0))
     if len(keep) == len(node.names):
         return
-    if not keep:
+    if not keep and not skeleton:
         del cell.kept[i]
         return
-    if target in student_modules():  # ``from .layers import Module``: the provided name, not the notebook itself
-        new = ast.ImportFrom(module="assignment", names=keep, level=0)
+    if not keep:
+        new = []
+    elif target in student_modules():  # ``from .layers import Module``: the provided name, not the notebook itself
+        new = [ast.ImportFrom(module="assignment", names=keep, level=0)]
     else:
-        new = ast.ImportFrom(module=node.module, names=keep, level=node.level)
-    cell.replaced[i] = new
+        new = [ast.ImportFrom(module=node.module, names=keep, level=node.level)]
+    body = new + skeleton
+    cell.replaced[i] = body[0] if len(body) == 1 else ast.Module(body=body, type_ignores=[])
+
+
+def redirect_skeleton_import(cell: Cell, i: int, node: ast.Import) -> None:
+    """``import assignment.layers as skel``: the skeleton's module, as in the student's kernel."""
+    names = [ast.alias(f"assignment.{SKELETON}{a.name.split('.', 1)[1]}", a.asname)
+             if a.asname and a.name.startswith("assignment.") and a.name.split(".", 1)[1] in student_modules()
+             else a for a in node.names]
+    if any(a is not b for a, b in zip(names, node.names)):
+        cell.replaced[i] = ast.Import(names=names)
 
 
 def bound_names(node: ast.stmt) -> list[str]:
@@ -255,6 +285,8 @@ def bound_names(node: ast.stmt) -> list[str]:
         return [(a.asname or a.name).partition(".")[0] for a in node.names if a.name != "*"]
     if isinstance(node, ast.Try):
         return [n for s in node.body + [s for h in node.handlers for s in h.body] for n in bound_names(s)]
+    if isinstance(node, ast.Module):  # an import split in two by filter_assignment_import
+        return [n for s in node.body for n in bound_names(s)]
     return assigned_names(node) or []
 
 
@@ -280,7 +312,8 @@ def cell_text(cell: Cell) -> str:
         sl, sc, el, ec = _span(node)
         sl, el = sl - 1, el - 1
         if i in cell.replaced:
-            frags = [(sl, ast.unparse(cell.replaced[i]))]
+            rep = cell.replaced[i]
+            frags = [(sl, "; ".join(map(ast.unparse, rep.body if isinstance(rep, ast.Module) else [rep])))]
         elif sl == el:
             frags = [(sl, _cut(cell.lines[sl], sc, ec))]
         else:

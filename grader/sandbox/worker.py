@@ -301,17 +301,17 @@ def install_package(package_dir: str, name: str = "assignment", student_modules:
     pkg.__package__ = name
     sys.modules[name] = pkg
     provided = provided or PROVIDED
-    for modname in provided["modules"]:
-        helpers = importlib.import_module(f"{name}.{modname}")
-        for attr in provided["names"]:
-            if hasattr(helpers, attr) and not hasattr(pkg, attr):
-                setattr(pkg, attr, getattr(helpers, attr))
-
     modules = student_modules or STUDENT_MODULES
 
     def lazy(attr: str):  # ``from assignment import Linear`` inside a student file
         if attr in modules:
             return getattr(importlib.import_module(f"{name}.{modules[attr]}"), attr)
+        if attr in provided["names"]:  # imported on first use: a provided train.py imports the student's layers
+            for modname in provided["modules"]:
+                helpers = importlib.import_module(f"{name}.{modname}")
+                if hasattr(helpers, attr):
+                    setattr(pkg, attr, getattr(helpers, attr))
+                    return getattr(helpers, attr)
         raise AttributeError(f"module {name!r} has no attribute {attr!r}")
 
     pkg.__getattr__ = lazy
