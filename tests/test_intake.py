@@ -49,7 +49,7 @@ def test_symlinked_student_file_is_refused(tmp_path):
     os.symlink(ROOT / "solutions" / "layers.py", sub / "layers.py")
     p = _prep(tmp_path, sub, "dir")
     assert "symbolic link" in p.problems["layers.py"]
-    assert "raise ImportError" in (p.package_dir / "layers.py").read_text()
+    assert "raise SubmissionFileProblem" in (p.package_dir / "layers.py").read_text()
 
 
 def test_missing_file_costs_only_its_components(tmp_path):
@@ -66,6 +66,27 @@ def test_non_utf8_and_oversized_sources(tmp_path):
     p = _prep(tmp_path, sub, "dir")
     assert "not UTF-8" in p.problems["layers.py"]
     assert "over the limit" in p.problems["logistic_regression.py"]
+
+
+@pytest.mark.parametrize("codec", ["cp1251", "koi8-r", "gbk", "latin-1"])
+def test_a_file_in_the_encoding_its_coding_line_declares_is_read_as_python_reads_it(tmp_path, codec):
+    """PEP 263: ``# -*- coding: cp1251 -*-`` (Russian Windows editors write it) is how Python reads the
+    file, so the grader does too; it stores UTF-8 and says so in the coding line. Without the line, the
+    same bytes are refused as Python refuses them, with the fix named."""
+    words = {"cp1251": "Привет, мир", "koi8-r": "Привет", "gbk": "你好", "latin-1": "café"}[codec]
+    text = (ROOT / "solutions/layers.py").read_text()
+    marked = text.replace('"""The layers', f"# {words}\n" + '"""The layers', 1)
+    sub = tmp_path / "s"
+    make_submission(sub)
+    (sub / "layers.py").write_bytes((f"# -*- coding: {codec} -*-\n" + marked).encode(codec))
+    p = _prep(tmp_path, sub, "dir")
+    assert not p.problems, p.problems
+    stored = (p.package_dir / "layers.py").read_text(encoding="utf-8")
+    assert stored.startswith("# -*- coding: utf-8 -*-\n") and f"# {words}\n" in stored
+    compile(stored, "layers.py", "exec")  # the coding line and the bytes agree
+    (sub / "layers.py").write_bytes(marked.encode(codec))  # the same bytes, no coding line
+    p = _prep(tmp_path / "again", sub, "dir")
+    assert "not UTF-8" in p.problems["layers.py"] and "coding: cp1251" in p.problems["layers.py"]
 
 
 def _zip(path: Path, entries: dict[str, bytes], *, symlink: str | None = None) -> Path:

@@ -161,6 +161,9 @@ def error_case(label: str, exc: StudentError, what: str = "") -> CaseResult:
     if kind == "not_attempted":
         return CaseResult(label, False, "not_attempted", f"{prefix}not attempted: {info.get('message', '')}".strip())
     if kind == "import":
+        if info.get("type") == "SubmissionFileProblem":  # the intake's stand-in (grader/intake/extract.py)
+            return CaseResult(label, False, "import_error", f"{info.get('import_error', '')}.py could not be used: "
+                              f"{info.get('message')}")
         return CaseResult(label, False, "import_error",
                           f"{info.get('import_error', '')}.py could not be imported: {info.get('type')}: {info.get('message')}{where}")
     if kind == "missing":

@@ -30,7 +30,7 @@ class Cause:
 GENERIC: dict[str, Cause] = {c.id: c for c in [
     Cause("not_attempted", "not attempted", "The method still raises NotImplementedError: fill in its body."),
     Cause("exception", "raised an exception", "Run the public check locally and read the traceback line named here."),
-    Cause("import_error", "the file could not be imported", "Fix the error named here; `python -c 'import assignment'` reproduces it."),
+    Cause("import_error", "the file could not be imported", "Fix the error named here: an error of the code itself is reproduced by `python -c 'import assignment'` run beside the package; a file the grader could not use says why (its name, place or encoding)."),
     Cause("missing_class", "class missing", "Keep the class names and signatures of the skeleton."),
     Cause("timeout", "took too long", "Look for an endless loop or a Python loop over array elements; use whole-array numpy operations."),
     Cause("crash", "crashed the worker", "Do not call sys.exit/os._exit or allocate huge arrays; the process was stopped."),

@@ -48,6 +48,12 @@ def _from_notebook(path: Path) -> tuple[dict[str, str], dict[str, str], list[str
     return files, {}, notes
 
 
+#: What stands in for a student file the intake could not take: importing it reports the problem,
+#: under its own exception type, so that the feedback does not show this code as the student's line.
+STAND_IN = ('class SubmissionFileProblem(ImportError):\n    """The grader could not take this file."""\n\n\n'
+            "raise SubmissionFileProblem({problem!r})\n")
+
+
 def prepare(sub: Submission, scratch_root: Path) -> Prepared:
     """Write ``scratch_root/assignment/`` with the trusted provided files and the student's files."""
     if sub.kind == "rejected":  # found by discover, not a submission: the reason says what and why
@@ -71,7 +77,7 @@ def prepare(sub: Submission, scratch_root: Path) -> Prepared:
             text = files[name]
         else:
             # Importing the stand-in reports the intake problem as the reason for every affected check.
-            text = f"raise ImportError({problems[name]!r})\n"
+            text = STAND_IN.format(problem=problems[name])
         (pkg / name).write_text(text, encoding="utf-8")
         h.update(name.encode() + b"\x00" + text.encode() + b"\x00")
     if sub.note:

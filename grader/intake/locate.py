@@ -8,17 +8,43 @@ where the files were found whenever that is not the top or ``assignment/``.
 """
 from __future__ import annotations
 
+import io
+import re
+import tokenize
+
 from .archives import MAX_FILE_BYTES, MAX_WRAP, Entry, IntakeError, Listing, canonical, is_junk
 from .discover import files_phrase, shown, student_files
 
 
+_COOKIE = re.compile(r"^([ \t\f]*#.*?coding[:=][ \t]*)([-\w.]+)")  #: PEP 263, on line 1 or 2
+
+
 def decode_source(name: str, data: bytes) -> str:
+    """The text of a student's source file, read as Python reads it: UTF-8 (a BOM allowed), or the
+    encoding its PEP 263 line declares (``# -*- coding: cp1251 -*-``, common on Russian Windows),
+    which is then rewritten to say utf-8, as the grader stores the file in UTF-8."""
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"{name} is {len(data)} bytes, over the limit of {MAX_FILE_BYTES}")
     try:
-        text = data.decode("utf-8-sig")
+        declared, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as exc:
+        if "unknown encoding" in str(exc):
+            raise ValueError(f"{name}: its coding line names an encoding Python does not know ({exc})") from None
+        declared = "utf-8"  # not UTF-8 and no coding line: the decoding below says where
+    codec = "utf-8-sig" if declared in ("utf-8", "utf-8-sig") else declared
+    try:
+        text = data.decode(codec)
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{name} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        said = "UTF-8 text" if codec == "utf-8-sig" else f"text in {declared}, the encoding its coding line declares"
+        raise ValueError(f"{name} is not {said} (byte {exc.start}); save it as UTF-8, or declare the encoding "
+                         "it is in on its first line (# -*- coding: cp1251 -*-)") from None
+    if codec != "utf-8-sig":
+        head = text.split("\n", 2)
+        for i in range(min(2, len(head))):
+            if _COOKIE.match(head[i]):
+                head[i] = _COOKIE.sub(lambda m: m.group(1) + "utf-8", head[i], count=1)
+                break
+        text = "\n".join(head)
     if "\x00" in text:
         raise ValueError(f"{name} contains NUL bytes: it is not a Python source file")
     return text
