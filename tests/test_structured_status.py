@@ -67,3 +67,17 @@ def test_a_skipped_call_is_named_by_the_earlier_failure_type_not_its_words():
     assert skipped("TimeBudget", "") == "timeout"
     assert skipped("WorkerDied", "not run: this call already timed out in an earlier check") == "crash"
     assert skipped("WorkerRestarted", "the worker was restarted after an earlier failure") == "crash"
+
+
+def test_a_helper_module_of_the_students_own_is_named_as_not_part_of_a_submission():
+    from grader.checks.base import error_case
+    from grader.sandbox.oracle import StudentError
+
+    def detail(message: str) -> str:
+        info = {"kind": "import", "type": "ModuleNotFoundError", "message": message, "import_error": "layers",
+                "where": "layers.py, line 4"}
+        return error_case("c", StudentError(info)).detail
+
+    assert "a module of your own such as utils.py is not" in detail("No module named 'assignment.utils'")
+    for other in ("No module named 'cv2'", "No module named 'assignment.module'", "No module named 'scipy.x'"):
+        assert "of your own" not in detail(other), other  # negative controls: a library, a provided file

@@ -153,6 +153,26 @@ def run_check(spec: CheckSpec, student, reference, *, secret: str | None) -> Che
 SKIPPED_AFTER_TIMEOUT = frozenset({"Timeout", "TimeBudget", "TooManyFailures"})
 
 
+def _own_module_hint(info: dict) -> str:
+    """For ``No module named 'assignment.utils'`` (``from .utils import f``): a helper file of the student's own,
+    which works beside their package but is not part of what a submission is."""
+    import re
+
+    from ..spec import current_spec
+
+    m = re.fullmatch(r"No module named '([\w.]+)'", str(info.get("message", "")))
+    if info.get("type") != "ModuleNotFoundError" or m is None:
+        return ""
+    spec = current_spec()
+    package, _, name = m.group(1).partition(".")
+    known = {f.removesuffix(".py") for f in spec.student_files + spec.provided_files}
+    if package != spec.student_package or not name or "." in name or name in known:
+        return ""  # ``import cv2``: a library not installed here, not a file of the submission
+    files = " and ".join(spec.student_files)
+    return (f" (only {files} are taken from a submission: a module of your own such as {name}.py is not, so "
+            "put what it holds into the file that uses it)")
+
+
 def error_case(label: str, exc: StudentError, what: str = "") -> CaseResult:
     info = exc.info
     kind = exc.kind
@@ -165,7 +185,8 @@ def error_case(label: str, exc: StudentError, what: str = "") -> CaseResult:
             return CaseResult(label, False, "import_error", f"{info.get('import_error', '')}.py could not be used: "
                               f"{info.get('message')}")
         return CaseResult(label, False, "import_error",
-                          f"{info.get('import_error', '')}.py could not be imported: {info.get('type')}: {info.get('message')}{where}")
+                          f"{info.get('import_error', '')}.py could not be imported: {info.get('type')}: {info.get('message')}{where}"
+                          + _own_module_hint(info))
     if kind == "missing":
         return CaseResult(label, False, "missing_class", info.get("message", ""))
     if kind == "timeout":
