@@ -143,6 +143,13 @@ def test_changed_and_only_file(forty, tmp_path):
     bad = grade("grade", str(subs), "--out", str(out), "--no-mnist", "--quiet", "--only", "nobody_here")
     assert bad.returncode == 2 and "no submission of student 'nobody_here'" in bad.stderr
 
+    # the folder was graded without MNIST: a partial regrade with MNIST would give one row out of 100
+    # and the others out of 65, so it is refused before anything is written
+    before = raw_rows(out / "gradebook.csv")
+    mixed = grade("grade", str(subs), "--out", str(out), "--quiet", "--only", other)
+    assert mixed.returncode == 2 and "mix totals" in mixed.stderr and "mnist off before, on now" in mixed.stderr
+    assert raw_rows(out / "gradebook.csv") == before
+
 
 # --- overrides and late policy ---------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .. import __version__
-from ..intake import Submission, collect
+from ..intake import Submission, UsageError, collect
 from ..intake.discover import folder_name, student_id
 from ..intake.roster import Match, RosterSpec, load_roster, match as match_roster
 from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist, zero_test
@@ -213,6 +213,26 @@ def spec_change_warning(out: Path, opts: GradeOptions) -> list[str]:
             "every submission is graded again"]
 
 
+def check_partial_regrade(out: Path, opts: GradeOptions, regrade) -> None:
+    """``--only``/``--changed`` keep everyone else's stored rows: those new rows must be graded with
+    the same tests (MNIST, public-only), or the gradebook would mix totals (65 for one, 100 for the
+    rest) without a word. Refused with what to do instead."""
+    if regrade is None or getattr(regrade, "__name__", "") == "regrade_everyone":
+        return
+    try:
+        prev = json.loads((out / "run.json").read_text()).get("options") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    now = {"mnist": opts.mnist, "public_only": opts.public_only}
+    diff = [k for k in now if k in prev and bool(prev[k]) != now[k]]
+    if diff:
+        said = ", ".join(f"{k.replace('_', '-')} {'on' if prev[k] else 'off'} before, {'on' if now[k] else 'off'} now"
+                         for k in diff)
+        raise UsageError(f"{out} was graded with other tests ({said}): a partial regrade (--only, --changed) would "
+                         "mix totals in one gradebook; use the same options as that run, add --regrade-all, or "
+                         "write to another --out")
+
+
 def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: int = 1,
                 progress: Callable[[int, int, SubmissionResult, bool], None] | None = None,
                 executor=None, layout: str = "auto", roster: RosterSpec | None = None,
@@ -221,6 +241,7 @@ def grade_batch(path: str | Path, out: str | Path, opts: GradeOptions, *, jobs: 
     """``regrade`` (``--only``, ``--changed``, issue 19): grade exactly the submissions it selects and
     keep the stored result of every other one, whatever its key (graded anyway if it has none)."""
     out = Path(out)
+    check_partial_regrade(out, opts, regrade)
     found, matched = intake_batch(path, out, layout, roster)
     subs, warnings = found.subs, found.warnings + matched.warnings + spec_change_warning(out, opts)
     out.mkdir(parents=True, exist_ok=True)

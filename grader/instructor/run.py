@@ -70,7 +70,7 @@ def _selection(args, ctx: Context, opts) -> None:
     everything = bool(getattr(args, "regrade_all", False))
     ctx.selection = {"only": sorted(ids or ()), "changed": changed, "regrade_all": everything}
     if everything:
-        ctx.regrade = lambda sub: True
+        ctx.regrade = regrade_everyone
     elif ids or changed:
         last = history.last_fingerprints(history.load_runs(ctx.out))
 
@@ -80,6 +80,11 @@ def _selection(args, ctx: Context, opts) -> None:
             return load_done(ctx.out, sub, job_key(sub, opts)) is None  # no history: stale or missing
 
         ctx.regrade = lambda sub: (sub.student in (ids or ())) or (changed and bytes_changed(sub))
+
+
+def regrade_everyone(sub: Submission) -> bool:
+    """--regrade-all: every row graded now (so the options may differ from the stored run's)."""
+    return True
 
 
 def prepare(args, out: Path, opts) -> Context:
