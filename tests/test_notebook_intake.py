@@ -568,3 +568,24 @@ def test_a_notebook_subclassing_the_skeleton_gets_full_marks(tmp_path, form):
     cells = [code("import numpy as np\n" + imports), code(SUBCLASSED.format(**bases, relu_op=">="))]
     bad = _grade(write(tmp_path, *cells, name=form + "_bug")).component_scores()
     assert bad["ReLU"][0] < bad["ReLU"][1] and all(s == m for c, (s, m) in bad.items() if c != "ReLU"), bad
+
+
+def test_a_notebook_that_writes_the_files_with_writefile_is_graded_on_what_it_writes(tmp_path):
+    """``%%writefile assignment/layers.py`` cells: the files the student's kernel wrote. Split in two
+    with ``-a`` (append), a quoted Windows path, and a %%writefile of another file that stays unused."""
+    layers = SOLUTION["layers.py"]
+    half = layers.index("class ReLU")
+    cells = [code("%%writefile assignment/layers.py\n" + layers[:half]),
+             code("%%writefile -a assignment/layers.py\n" + layers[half:]),
+             code('%%writefile "C:\\\\hw\\\\assignment\\\\logistic_regression.py"\n' + SOLUTION["logistic_regression.py"]),
+             code("%%writefile notes.py\nraise SystemExit\n"),
+             code("!python -m assignment.train")]
+    r = _grade(write(tmp_path, *cells, name="writes"))
+    assert r.status == "ok" and r.score == r.max_score, [(t.name, t.output[:200]) for t in r.tests if not t.passed]
+    assert any("layers.py is what the notebook writes with %%writefile (cell 1, 2)" in n for n in r.notes), r.notes
+    assert any("cell 4: a %%writefile cell" in n for n in r.notes), r.notes
+    buggy = layers.replace("grad_output * (self._X > 0)", "grad_output * (self._X >= 0)")
+    assert buggy != layers
+    cells[1] = code("%%writefile -a assignment/layers.py\n" + buggy[half:])  # negative control
+    bad = _grade(write(tmp_path, *cells, name="writes_bug")).component_scores()
+    assert bad["ReLU"][0] < bad["ReLU"][1] and bad["Linear"][0] == bad["Linear"][1], bad

@@ -229,10 +229,41 @@ def _broken_notes(cells: list[Cell], defined: set[str], untagged: list) -> list[
     return notes
 
 
+_WRITEFILE = re.compile(r"%%writefile(?P<append>\s+(?:-a|--append))?\s+(?P<q>[\"']?)(?P<path>.+?)(?P=q)\s*$")
+
+
+def written_files(cells: list[dict]) -> tuple[dict[str, str], list[str], set[int]]:
+    """The student files a notebook writes with ``%%writefile [-a] path/layers.py`` cells, as the
+    student's kernel wrote them (the cells used: the tagged ones, or all), notes saying so, and the
+    numbers of those cells."""
+    code = [(n, c) for n, c in enumerate(cells, 1) if isinstance(c, dict) and c.get("cell_type") == "code"]
+    used = [(n, c) for n, c in code if "solution" in _tags(c)] or code
+    files: dict[str, str] = {}
+    where: dict[str, list[int]] = {}
+    for n, c in used:
+        src = _source(c) or ""
+        first, _, body = src.lstrip().partition("\n")
+        m = _WRITEFILE.match(first.strip())
+        name = m and m.group("path").replace("\\", "/").rsplit("/", 1)[-1]
+        if not m or name not in graded():
+            continue
+        files[name] = (files.get(name, "") if m.group("append") else "") + body
+        where[name] = (where.get(name, []) if m.group("append") else []) + [n]
+    notes = [f"{f} is what the notebook writes with %%writefile (cell {', '.join(map(str, where[f]))}), as in Jupyter"
+             for f in files]
+    return files, notes, {n for ns in where.values() for n in ns}
+
+
 def notebook_modules(raw: bytes | list[dict], name: str) -> tuple[dict[str, str], list[str]]:
-    """``{"layers.py": source, "logistic_regression.py": source}`` and notes for the feedback."""
-    reduced = reduce_notebook(raw, name)
-    files = {f: reduced.module(f, printable(name, 200)) for f in graded()}
+    """``{"layers.py": source, "logistic_regression.py": source}`` and notes for the feedback. A student
+    file the notebook writes with ``%%writefile`` is that cell's text (a notebook that writes both runs
+    nothing else: the reduction below is then only what the other cells define)."""
+    cells = raw if isinstance(raw, list) else load_cells(raw, printable(name, 200))
+    written, written_notes, writers = written_files(cells)
+    reduced = reduce_notebook(cells, name)
+    files = {f: written.get(f) or reduced.module(f, printable(name, 200)) for f in graded()}
+    reduced.notes[:] = written_notes + [n for n in reduced.notes
+                                        if not any(n.startswith(f"cell {k}: a %%writefile ") for k in writers)]
     size = max(len(s.encode("utf-8", "surrogatepass")) for s in files.values())
     if size > MAX_MODULE_BYTES:
         raise NotebookError(f"{printable(name, 200)}: the code kept from its cells is {size} bytes, over the limit of "
