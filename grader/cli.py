@@ -157,6 +157,11 @@ def _print_reconciliation(rec: dict) -> None:
     ignored = f", {len(rec['ignored'])} ignored ({', '.join(rec['ignored'][:5])})" if rec.get("ignored") else ""
     missing = f" + {rec['missing_from_roster']} missing from the roster" if rec.get("missing_from_roster") else ""
     ok = "every entry accounted for" if rec.get("balanced") else f"NOT BALANCED: {rec.get('unaccounted')}"
+    grouped = rec.get("grouped") or {}
+    if grouped:
+        ok += (f"; {sum(map(len, grouped.values()))} entries grouped into {len(grouped)} rows by the "
+               f"{rec.get('layout')} naming (" + "; ".join(f"{k} <- {len(v)} entries" for k, v in list(grouped.items())[:5])
+               + ("; ..." if len(grouped) > 5 else "") + ")")
     print(f"reconciliation ({rec.get('layout')}): {rec.get('entries_found')} entries found{ignored} -> "
           f"{rec.get('submissions')} submissions ({rec.get('rejected')} rejected){missing} = "
           f"{rec.get('rows_written')} rows written; {ok}", file=sys.stderr)

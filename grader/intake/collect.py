@@ -32,6 +32,9 @@ class Found:
                 "entries_in_submissions": len(used), "submissions": len(self.subs),
                 "rejected": sum(s.kind == "rejected" for s in self.subs),
                 "unaccounted": [student_id(n) for n in unaccounted],
+                # rows built from several entries (a platform's per-student files): said, never hidden
+                "grouped": {s.student: [student_id(e) for e in s.meta["entries"]]
+                            for s in self.subs if len(s.meta.get("entries", [])) > 1},
                 "balanced": not unaccounted}
 
 
@@ -59,7 +62,7 @@ def _ignored(e: Path, exclude: tuple[Path, ...]) -> bool:
         return False
 
 
-def _zip_layout(path: Path) -> str:
+def _zip_layout(path: Path, warnings: list[str] | None = None) -> str:
     """Whether a .zip is a platform's bulk download rather than one student's submission."""
     try:
         entries = list_zip(path).entries
@@ -72,8 +75,13 @@ def _zip_layout(path: Path) -> str:
     if tops and sum(bool(platforms.MOODLE.match(t)) for t in tops) * 2 > len(tops):
         return "moodle"
     flat = [p[0] for p in names if len(p) == 1]
-    if flat and sum(bool(platforms.CANVAS.match(n)) for n in flat) * 2 > len(tops):
-        return "canvas"
+    if flat and sum(platforms.canvas_named(n) for n in flat) * 2 > len(tops):
+        doubt = platforms.canvas_doubt(flat)
+        if not doubt:
+            return "canvas"
+        if warnings is not None:
+            warnings.append(f"{shown(path.name)}: {doubt}; taken as one submission instead "
+                            "(give --layout canvas if it really is a Canvas download)")
     return "plain"
 
 
@@ -120,7 +128,7 @@ def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = No
     warnings: list[str] = []
     if not p.is_dir():
         kind, reason = classify(p)
-        lay = layout if layout != "auto" else (_zip_layout(p) if kind == "zip" else "plain")
+        lay = layout if layout != "auto" else (_zip_layout(p, warnings) if kind == "zip" else "plain")
         if kind == "zip" and lay != "plain":
             d = _staging(staging) / "unpacked"
             root = _single_root(_unpack(p, d, warnings))
@@ -140,7 +148,7 @@ def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = No
         raise UsageError(f"{p} could not be read ({exc.strerror or exc})") from None
     ignored = [e for e in all_entries if _ignored(e, exclude)]
     entries = [e for e in all_entries if e not in ignored]
-    lay = layout if layout != "auto" else platforms.detect(p, entries)
+    lay = layout if layout != "auto" else platforms.detect(p, entries, warnings)
     if lay == "gradescope" and (p / platforms.GRADESCOPE_META) in ignored:
         ignored.remove(p / platforms.GRADESCOPE_META)
     if not entries:

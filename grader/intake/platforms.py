@@ -14,6 +14,10 @@
   the id is the GitHub login.
 
 A file or folder among them that does not follow the platform's naming is taken as a plain entry.
+Detection from names alone is conservative: a Canvas download is recognised only by the full naming
+(lower-case name, numeric user id and submission id), and never when that grouping would merge
+several stand-alone submissions (``hw1_2024_ivanov.zip``, ``hw1_2024_petrova.zip``) into one student;
+then the folder is plain, one row per entry, with a warning (:func:`canvas_doubt`).
 """
 from __future__ import annotations
 
@@ -29,6 +33,36 @@ MAX_METADATA_BYTES = 16 * 1024 * 1024
 CANVAS = re.compile(r"^(?P<name>[^_]+)(?P<late>_LATE)?_(?P<uid>\d+)(?:_(?P<sub>\d+))?_(?P<file>.+)$")
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assign(?:submission|feedback)_(?P<plugin>[a-z]+)_(?P<rest>.*)$")
 GRADESCOPE_META = "submission_metadata.yml"
+
+
+_REUPLOAD = re.compile(r"^(?P<base>.+?)(?:-\d{1,3})?(?P<ext>\.(?:zip|ipynb|tgz|tar(?:\.[a-z0-9]+)?))$", re.IGNORECASE)
+
+
+def canvas_named(name: str) -> bool:
+    """Canvas's own naming: ``lastnamefirstname[_LATE]_<userid>_<submissionid>_<file>`` (lower case)."""
+    m = CANVAS.match(name)
+    return bool(m and m["sub"] and m["name"] == m["name"].lower())
+
+
+def canvas_doubt(names: list[str]) -> str:
+    """Why grouping these file names as a Canvas download would merge distinct students, or "".
+
+    In a Canvas download each student's files share ``<name>_<userid>``; a student submits one
+    archive or notebook (a re-upload is ``hw1-1.zip``). Several stand-alone submissions of different
+    names under one ``<name>_<userid>`` (``hw1_2024_ivanov.zip``, ``hw1_2024_smith.zip``) are
+    several students named by another scheme."""
+    boxes: dict[tuple[str, str], dict[str, str]] = {}
+    for n in names:
+        m = CANVAS.match(n)
+        r = _REUPLOAD.match(m["file"]) if m else None
+        if r:
+            boxes.setdefault((m["name"], m["uid"]), {}).setdefault((r["base"] + r["ext"]).lower(), m["file"])
+    merged = {k: v for k, v in boxes.items() if len(v) > 1}
+    if not merged:
+        return ""
+    (name, uid), files = sorted(merged.items())[0]
+    return (f"read as a Canvas download, {len(files)} separate submissions ({', '.join(sorted(map(shown, files.values()))[:4])}) "
+            f"would be one student {shown(name)!r} (user {shown(uid)})")
 
 
 def _plain(entry: Path, **meta) -> Submission:
@@ -235,16 +269,22 @@ def plain(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
 GROUPERS = {"plain": plain, "canvas": canvas, "moodle": moodle, "gradescope": gradescope, "classroom": classroom}
 
 
-def detect(root: Path, entries: list[Path]) -> str:
-    """The layout of a folder of submissions, from its names alone."""
+def detect(root: Path, entries: list[Path], warnings: list[str] | None = None) -> str:
+    """The layout of a folder of submissions, from its names alone; a layout the names only half
+    fit is not guessed (plain, and why in ``warnings``)."""
     if (root / GRADESCOPE_META).is_file():
         return "gradescope"
     names = [e.name for e in entries]
     if names and sum(bool(MOODLE.match(n)) for n in names) * 2 > len(names):
         return "moodle"
     files = [e.name for e in entries if not e.is_dir()]
-    if files and sum(bool(CANVAS.match(n)) for n in files) * 2 > len(entries):
-        return "canvas"
+    if files and sum(canvas_named(n) for n in files) * 2 > len(entries):
+        doubt = canvas_doubt(files)
+        if not doubt:
+            return "canvas"
+        if warnings is not None:
+            warnings.append(f"{doubt}: taken as a plain folder instead, one row per entry "
+                            "(give --layout canvas if it really is a Canvas download)")
     dirs = [e for e in entries if e.is_dir() and not e.is_symlink()]
     if len(dirs) >= 2 and len(dirs) * 2 > len(entries) and classroom_prefix([d.name for d in dirs]) \
             and sum((d / ".git").exists() for d in dirs) * 2 >= len(dirs):
