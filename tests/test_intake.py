@@ -375,3 +375,47 @@ def test_a_readme_document_is_skipped_but_a_submission_named_readme_is_a_row(tmp
     by_id = {s.student: s for s in subs}
     assert sorted(by_id) == ["README_john", "alice", "readme"]
     assert by_id["README_john"].kind == by_id["readme"].kind == "zip"
+
+
+# --- outside red-team: a folder holding one notebook, a wrapped folder graded alone ------------------
+
+def _nb_bytes() -> bytes:
+    code = "\n".join(SRC[n].decode() for n in ("layers.py", "logistic_regression.py"))
+    return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])).encode()
+
+
+def test_a_folder_holding_only_a_notebook_is_that_student_alone_and_in_a_batch(tmp_path):
+    batch = tmp_path / "batch"
+    (batch / "folder_notebook").mkdir(parents=True)
+    (batch / "folder_notebook" / "HW1.ipynb").write_bytes(_nb_bytes())
+    (batch / "folder_notebook" / "notes.txt").write_text("see the notebook")
+    (batch / "zipped").mkdir()
+    _zip(batch / "zipped" / "hw1.zip", {f"assignment/{n}": b for n, b in SRC.items()})
+    (batch / "two").mkdir()  # two notebooks: not clear which one, the folder is graded (and refused) as a folder
+    (batch / "two" / "a.ipynb").write_bytes(_nb_bytes())
+    (batch / "two" / "b.ipynb").write_bytes(_nb_bytes())
+    subs = {s.student: s for s in discover(batch)[0]}
+    assert sorted(subs) == ["folder_notebook", "two", "zipped"]
+    nb = subs["folder_notebook"]
+    assert nb.kind == "ipynb" and nb.path.name == "HW1.ipynb" and "only submission in the folder" in nb.note
+    assert nb.record()["source"] == "folder_notebook"
+    assert subs["zipped"].kind == "zip" and subs["two"].kind == "dir"
+    p = prepare(nb, tmp_path / "s")
+    assert not p.problems
+    alone = discover(batch / "folder_notebook")[0]
+    assert [(s.student, s.kind, s.path.name) for s in alone] == [("folder_notebook", "ipynb", "HW1.ipynb")]
+
+
+def test_a_wrapped_student_folder_graded_alone_keeps_the_name_given(tmp_path):
+    who = tmp_path / "Иванова Анна"
+    make_submission(who / "hw1-main" / "assignment")
+    (who / "hw1-main" / "README.md").write_text("#")
+    assert [s.student for s in discover(who)[0]] == ["Иванова Анна"]
+    assert [s.student for s in discover(tmp_path)[0]] == ["Иванова Анна"]  # the same id in a batch
+    repo = tmp_path / "r" / "Petrov"
+    make_submission(repo / "hw1-master")
+    assert [s.student for s in discover(repo)[0]] == ["Petrov"]
+    # negative control: a batch of one student folder holding the files directly stays a batch
+    batch = tmp_path / "b"
+    make_submission(batch / "alice")
+    assert [s.student for s in discover(batch)[0]] == ["alice"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archives import IntakeError, MAX_ARCHIVE_BYTES, is_junk, list_zip
-from .discover import Submission, UsageError, classify, finalize, is_submission_dir, shown, stem, student_id
+from .discover import Submission, UsageError, classify, finalize, is_submission_dir, is_wrapped_submission_dir, shown, stem, student_id
 from . import platforms
 
 LAYOUTS = ("auto", "plain", "canvas", "moodle", "gradescope", "classroom")
@@ -139,8 +139,12 @@ def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = No
             raise UsageError(f"{reason}")
         sub = Submission(student_id(stem(p)), p, kind, meta={"entries": [p.name]})
         return Found(finalize([sub], warnings), warnings, "single", [p.name])
-    if layout in ("auto", "plain") and is_submission_dir(p):
-        sub = Submission(student_id(p.name), p, "dir", meta={"entries": [p.name]})
+    if layout in ("auto", "plain") and (is_submission_dir(p) or is_wrapped_submission_dir(p)
+                                         or platforms.folder_content(p)[1] == "ipynb"):
+        # a student's folder: the files in it (or under wrapping folders), or only a notebook
+        path, kind = platforms.folder_content(p)
+        note = f"graded {shown(path.name)}, the only submission in the folder {shown(p.name)}" if path != p else ""
+        sub = Submission(student_id(p.name), path, kind, note, meta={"entries": [p.name], "source": p.name})
         return Found(finalize([sub], warnings), warnings, "single", [p.name])
     try:
         all_entries = sorted(p.iterdir(), key=lambda e: e.name)

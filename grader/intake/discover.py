@@ -137,6 +137,25 @@ def is_submission_dir(path: Path) -> bool:
     return any((path / f).exists() or (path / "assignment" / f).exists() for f in student_files())
 
 
+def is_wrapped_submission_dir(path: Path) -> bool:
+    """One student's folder whose only folder is a repository download wrapping the files
+    (``Иванова Анна/hw1-main/assignment/layers.py``, or ``.../hw1-main/layers.py`` when the wrapper is
+    named ``*-main``/``*-master`` or is a clone): graded as that student, not as a batch of one.
+    A lone student folder holding the files directly (``batch/alice/layers.py``) stays a batch."""
+    try:
+        dirs = [k for k in path.iterdir() if not k.name.startswith(".") and k.name != "__MACOSX"
+                and k.is_dir() and not k.is_symlink()]
+    except OSError:
+        return False
+    if len(dirs) != 1 or dirs[0].name == "assignment":
+        return False
+    w = dirs[0]
+    if any((w / "assignment" / f).is_file() for f in student_files()):
+        return True
+    repo = w.name.lower().endswith(("-main", "-master")) or (w / ".git").exists()
+    return repo and any((w / f).is_file() for f in student_files())
+
+
 def classify(path: Path) -> tuple[str, str]:
     """(kind, reason): the kind of submission an entry is, or "rejected" and what it was found to be."""
     try:

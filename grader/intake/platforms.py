@@ -69,9 +69,15 @@ def _plain(entry: Path, **meta) -> Submission:
     kind, reason = classify(entry)
     from .discover import stem
 
-    sid = student_id(entry.name if entry.is_dir() and not entry.is_symlink() else stem(entry))
-    return Submission(sid, entry, kind, note=reason,
-                      meta={"entries": [entry.name], "alt_id": entry.name, "layout": "plain", **meta})
+    folder = entry.is_dir() and not entry.is_symlink()
+    sid = student_id(entry.name if folder else stem(entry))
+    path = entry
+    if folder and kind == "dir":  # a folder holding only one notebook or archive: that is the submission
+        path, kind = folder_content(entry)
+        if path != entry:
+            reason = f"graded {shown(path.name)}, the only submission in the folder {shown(entry.name)}"
+    return Submission(sid, path, kind, note=reason, meta={"entries": [entry.name], "alt_id": entry.name,
+                                                          "source": entry.name, "layout": "plain", **meta})
 
 
 def folder_content(d: Path) -> tuple[Path, str]:
