@@ -419,3 +419,32 @@ def test_a_wrapped_student_folder_graded_alone_keeps_the_name_given(tmp_path):
     batch = tmp_path / "b"
     make_submission(batch / "alice")
     assert [s.student for s in discover(batch)[0]] == ["alice"]
+
+
+def test_an_archive_holding_a_file_twice_is_graded_from_the_last_copy(tmp_path):
+    import warnings as _w
+
+    old = (ROOT / "assignment" / "layers.py").read_bytes()
+    z = tmp_path / "dup.zip"
+    with _w.catch_warnings(), zipfile.ZipFile(z, "w") as zf:
+        _w.simplefilter("ignore")  # zipfile warns "Duplicate name": that is the point
+        zf.writestr("layers.py", old)
+        zf.writestr("logistic_regression.py", SRC["logistic_regression.py"])
+        zf.writestr("layers.py", SRC["layers.py"])
+    with zipfile.ZipFile(z) as zf:
+        assert zf.read("layers.py") == SRC["layers.py"]  # what Python (and unzip) give
+    p = prepare(Submission("dup", z, "zip"), tmp_path / "s")
+    assert (p.package_dir / "layers.py").read_bytes() == SRC["layers.py"]
+    assert any("layers.py appears 2 times in dup.zip; the last copy was used" in n for n in p.notes)
+    t = tmp_path / "dup.tar"
+    with tarfile.open(t, "w") as tf:
+        for name, data in (("layers.py", old), ("logistic_regression.py", SRC["logistic_regression.py"]),
+                           ("layers.py", SRC["layers.py"])):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, _io.BytesIO(data))
+    p = prepare(Submission("dupt", t, "tar"), tmp_path / "s2")
+    assert (p.package_dir / "layers.py").read_bytes() == SRC["layers.py"] and any("2 times" in n for n in p.notes)
+    # negative control: one copy of each, no note
+    one = _zip(tmp_path / "one.zip", SRC)
+    assert not any("times in" in n for n in prepare(Submission("one", one, "zip"), tmp_path / "s3").notes)

@@ -87,6 +87,20 @@ def canonical(name: str) -> tuple[str, int] | None:
     return stem, (1000 - int(n)) if n else 1001
 
 
+def _last_copies(label: str, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
+    """An archive may hold one path twice (``zip -u``, an appended re-upload): the last copy is the
+    one ``unzip``, Python's ``zipfile.read`` and ``tar -x`` leave, so it is the one graded, and said."""
+    last: dict[tuple[str, ...], Entry] = {}
+    count: dict[tuple[str, ...], int] = {}
+    for e in entries:
+        last.pop(e.parts, None)  # re-inserted: the order is that of the last copies
+        last[e.parts] = e
+        count[e.parts] = count.get(e.parts, 0) + 1
+    notes = [f"{shown('/'.join(p))} appears {n} times in {shown(label)}; the last copy was used "
+             "(as unzip and tar extract it)" for p, n in count.items() if n > 1 and canonical(p[-1])]
+    return list(last.values()), notes
+
+
 # --- listings --------------------------------------------------------------------------------------
 
 def _check_name(label: str, raw: str) -> tuple[str, ...]:
@@ -143,6 +157,7 @@ def list_zip(path: Path) -> Listing:
         parts = _check_name(path.name, _zip_name(info))
         if parts:
             entries.append(Entry(parts, _zip_kind(info), info.file_size, info))
+    entries, notes = _last_copies(path.name, entries)
 
     def read(e: Entry) -> bytes:
         if e.ref.flag_bits & 0x1:
@@ -153,7 +168,7 @@ def list_zip(path: Path) -> Listing:
         except Exception as exc:  # BadZipFile, zlib.error (corrupt deflate data), LZMAError, EOFError, ...
             raise ValueError(f"{e.name} could not be read from the archive ({shown(str(exc))})") from None
 
-    return Listing(path.name, entries, read)
+    return Listing(path.name, entries, read, notes)
 
 
 def list_tar(path: Path) -> Listing:
@@ -192,7 +207,8 @@ def list_tar(path: Path) -> Listing:
         except Exception as exc:
             raise ValueError(f"{e.name} could not be read from the archive ({shown(str(exc))})") from None
 
-    return Listing(path.name, entries, read)
+    entries, notes = _last_copies(path.name, entries)
+    return Listing(path.name, entries, read, notes)
 
 
 def list_dir(root: Path) -> Listing:
