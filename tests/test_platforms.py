@@ -260,3 +260,23 @@ def test_grouped_entries_are_said_in_the_reconciliation_line(tmp_path, capsys):
     assert "grouped into" in line and "smithjane <- 3 entries" in line, line
     assert run["reconciliation"]["grouped"]["smithjane"][0].startswith("smithjane_LATE_1002_5003_")
     assert "Rows built from several entries" in (out / "summary.md").read_text(encoding="utf-8")
+
+
+def test_roster_exact_match_wins_over_case_insensitive(tmp_path):
+    """Rows s4,alice and s5,Alice with submissions alice/ and Alice/: each its own row, none missing,
+    in either order; a submission that only matches ignoring case takes a row nobody has."""
+    from grader.intake import Submission
+    from grader.intake.roster import RosterSpec, load_roster, match
+
+    roster = tmp_path / "r.csv"
+    roster.write_text("id,name,email\ns4,alice,alice@x\ns5,Alice,alice2@x\ns6,Bob,bob@x\n", encoding="utf-8")
+    rows = load_roster(RosterSpec(str(roster)))
+    for order in (["alice", "Alice"], ["Alice", "alice"]):
+        m = match(rows, [Submission(n, tmp_path, "dir") for n in order])
+        assert m.matched["alice"]["id"] == "s4" and m.matched["Alice"]["id"] == "s5"
+        assert [r["id"] for r in m.missing] == ["s6"] and not any("roster rows" in w for w in m.warnings)
+    m = match(rows, [Submission("ALICE", tmp_path, "dir"), Submission("alice", tmp_path, "dir")])
+    assert m.matched["alice"]["id"] == "s4" and m.matched["ALICE"]["id"] == "s5"
+    # negative control: case is still ignored when nothing matches exactly
+    m = match(rows, [Submission("BOB", tmp_path, "dir")])
+    assert m.matched["BOB"]["id"] == "s6"
