@@ -308,7 +308,8 @@ def _add_grade_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                         "workers) or dask://HOST:PORT (a running Dask scheduler; needs the 'dask' extra)")
     p.add_argument("--shard", metavar="I/N", help="grade only shard I of N (1-based; by a stable hash of the id) and "
                                                   "write shard.json; join the shards with `grader merge`")
-    p.add_argument("--only", help="regrade only these students (comma-separated ids); keep every other row")
+    p.add_argument("--only", help="regrade only these students (comma-separated ids; an id holding a comma, "
+                   "'Ivanova, Anna', is matched whole first); keep every other row")
     p.add_argument("--only-file", help="regrade only the students listed in this file, one id a line")
     p.add_argument("--changed", action="store_true", help="regrade only submissions whose bytes changed")
     p.add_argument("--regrade-all", action="store_true", help="regrade every submission, even if already graded")

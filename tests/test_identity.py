@@ -153,3 +153,28 @@ def test_long_ids_stay_exact_and_distinct(tmp_path):
     capped = [student_id(h) for h in huge]
     assert capped[0] != capped[1] and all(len(c) <= MAX_ID for c in capped)
     assert capped[0].split(" #")[0].endswith("Anna") and student_id("y" * MAX_ID) == "y" * MAX_ID
+
+
+def test_only_selects_an_id_that_holds_a_comma(tmp_path, capsys):
+    from grader.cli import main
+    from grader.instructor.run import split_only
+
+    known = {"Ivanova, Anna", "anna.smith", "Anna", "bob"}
+    assert split_only("Ivanova, Anna", known) == {"Ivanova, Anna"}
+    assert split_only("bob,Ivanova, Anna,anna.smith", known) == {"bob", "Ivanova, Anna", "anna.smith"}
+    assert split_only("bob, Anna", known) == {"bob", "Anna"}  # negative control: plain lists still split
+    assert split_only("Ivanova,Anna", {"Anna"}) == {"Ivanova", "Anna"}
+    root = tmp_path / "subs"
+    for n in ("Ivanova, Anna", "anna.smith"):
+        make_submission(root / n)
+    out = tmp_path / "out"
+    args = ["grade", str(root), "--out", str(out), "--no-mnist", "--jobs", "1", "--quiet"]
+    assert main(args) == 0
+    before = (out / "anna.smith" / "results.json").stat().st_mtime_ns
+    assert main(args + ["--only", "Ivanova, Anna"]) == 0
+    assert (out / "anna.smith" / "results.json").stat().st_mtime_ns == before  # kept, not regraded
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["graded_now"] == 1 and run["skipped_as_already_graded"] == 1
+    capsys.readouterr()
+    assert main(args + ["--only", "Ivanova, Anna,nobody"]) == 2
+    assert "'nobody'" in capsys.readouterr().err

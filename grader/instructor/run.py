@@ -41,10 +41,28 @@ class Context:
     regrade: Callable[[Submission], bool] | None = None
 
 
-def _ids(args) -> set[str] | None:
+def split_only(text: str, known: set[str]) -> set[str]:
+    """``--only`` ids: comma-separated, but an id that holds commas (``Ivanova, Anna``) is matched
+    whole: the longest run of comma-separated pieces that is a known id is taken as one."""
+    import unicodedata
+
+    parts = unicodedata.normalize("NFC", text).split(",")
+    out, i = set(), 0
+    while i < len(parts):
+        for j in range(len(parts), i, -1):
+            cand = ",".join(parts[i:j]).strip()
+            if j == i + 1 or cand in known:
+                if cand:
+                    out.add(cand)
+                i = j
+                break
+    return out
+
+
+def _ids(args, known: set[str] = frozenset()) -> set[str] | None:
     ids: set[str] = set()
     if getattr(args, "only", None):
-        ids |= {s.strip() for s in args.only.split(",") if s.strip()}
+        ids |= split_only(args.only, known)
     if getattr(args, "only_file", None):
         try:
             text = Path(args.only_file).read_text(encoding="utf-8")
@@ -62,7 +80,7 @@ def _selection(args, ctx: Context, opts) -> None:
     from .late import did_you_mean
 
     known = {s.student for s in ctx.subs}
-    ids = _ids(args)
+    ids = _ids(args, known)
     for sid in sorted(ids or ()):
         if sid not in known:
             raise InstructorError(f"--only: no submission of student {sid!r}{did_you_mean(sid, known)}")
