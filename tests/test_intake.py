@@ -448,3 +448,26 @@ def test_an_archive_holding_a_file_twice_is_graded_from_the_last_copy(tmp_path):
     # negative control: one copy of each, no note
     one = _zip(tmp_path / "one.zip", SRC)
     assert not any("times in" in n for n in prepare(Submission("one", one, "zip"), tmp_path / "s3").notes)
+
+
+def test_cp866_names_of_russian_windows_are_readable(tmp_path):
+    """Russian Windows' Explorer writes names in cp866 without the UTF-8 flag: shown in Cyrillic; a
+    Western cp437 name (``Müller``, ``José``) is not taken for cp866 (negative control)."""
+    from grader.intake.archives import _zip_name
+
+    def named(text: str, codec: str) -> zipfile.ZipInfo:
+        return zipfile.ZipInfo(text.encode(codec).decode("cp437"))
+
+    assert _zip_name(named("Домашнее задание 1/layers.py", "cp866")) == "Домашнее задание 1/layers.py"
+    assert _zip_name(named("Пётр_hw1/layers.py", "cp866")) == "Пётр_hw1/layers.py"
+    for western in ("Müller/layers.py", "José Núñez/layers.py", "Zoë/layers.py"):
+        info = named(western, "cp437")
+        assert _zip_name(info) == info.filename == western
+    folder = "Домашнее задание 1".encode("cp866")  # one byte a letter: an ASCII stand-in of that length
+    z = tmp_path / "ru.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for n, b in SRC.items():
+            zf.writestr(f"{'X' * len(folder)}/{n}", b)
+    z.write_bytes(z.read_bytes().replace(b"X" * len(folder), folder))  # as Explorer writes: no UTF-8 flag
+    p = prepare(Submission("ru", z, "zip"), tmp_path / "s")
+    assert not p.problems and "student files found under Домашнее задание 1/" in p.notes, p.notes

@@ -117,9 +117,29 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     if info.flag_bits & 0x800 or n.isascii():
         return n
     try:  # no UTF-8 flag: zipfile decoded cp437; Windows and macOS tools often wrote UTF-8 anyway
-        return n.encode("cp437").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
+        raw = n.encode("cp437")
+        return raw.decode("utf-8")
+    except UnicodeEncodeError:
         return n
+    except UnicodeDecodeError:
+        return _cp866(raw) or n
+
+
+def _cyrillic(c: str) -> bool:
+    return "\u0400" <= c <= "\u04ff"
+
+
+def _cp866(raw: bytes) -> str:
+    """A name Russian Windows wrote in its OEM code page (cp866), or "" when that is not clearly it:
+    every non-ASCII character must be a Cyrillic letter, and none may touch a Latin letter (``Müller``
+    read as cp866 is ``MБller``: it stays cp437)."""
+    s = raw.decode("cp866", "replace")
+    if any(not c.isascii() and not _cyrillic(c) for c in s):
+        return ""
+    for a, b in zip(s, s[1:]):
+        if (_cyrillic(a) and b.isascii() and b.isalpha()) or (_cyrillic(b) and a.isascii() and a.isalpha()):
+            return ""
+    return s
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> str:
