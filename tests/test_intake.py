@@ -389,6 +389,8 @@ def test_a_folder_holding_only_a_notebook_is_that_student_alone_and_in_a_batch(t
     (batch / "folder_notebook").mkdir(parents=True)
     (batch / "folder_notebook" / "HW1.ipynb").write_bytes(_nb_bytes())
     (batch / "folder_notebook" / "notes.txt").write_text("see the notebook")
+    (batch / "folder_notebook" / "img").mkdir()  # a folder of plots beside it changes nothing
+    (batch / "folder_notebook" / "img" / "loss.png").write_bytes(b"\x89PNG")
     (batch / "zipped").mkdir()
     _zip(batch / "zipped" / "hw1.zip", {f"assignment/{n}": b for n, b in SRC.items()})
     (batch / "two").mkdir()  # two notebooks: not clear which one, the folder is graded (and refused) as a folder
@@ -400,10 +402,21 @@ def test_a_folder_holding_only_a_notebook_is_that_student_alone_and_in_a_batch(t
     assert nb.kind == "ipynb" and nb.path.name == "HW1.ipynb" and "only submission in the folder" in nb.note
     assert nb.record()["source"] == "folder_notebook"
     assert subs["zipped"].kind == "zip" and subs["two"].kind == "dir"
+    (batch / "mixed").mkdir()  # negative control: student files in a subfolder beside a notebook: the folder
+    make_submission(batch / "mixed" / "code")
+    (batch / "mixed" / "HW1.ipynb").write_bytes(_nb_bytes())
+    assert {s.student: s for s in discover(batch)[0]}["mixed"].kind == "dir"
     p = prepare(nb, tmp_path / "s")
     assert not p.problems
+    (batch / "folder_notebook" / "img" / "loss.png").unlink()
+    (batch / "folder_notebook" / "img").rmdir()
     alone = discover(batch / "folder_notebook")[0]
     assert [(s.student, s.kind, s.path.name) for s in alone] == [("folder_notebook", "ipynb", "HW1.ipynb")]
+    inbox = tmp_path / "inbox"  # negative control: a notebook beside a student folder is a batch of two
+    (inbox / "bob").mkdir(parents=True)
+    (inbox / "bob" / "bob.ipynb").write_bytes(_nb_bytes())
+    (inbox / "alice.ipynb").write_bytes(_nb_bytes())
+    assert sorted(s.student for s in discover(inbox)[0]) == ["alice", "bob"]
 
 
 def test_a_wrapped_student_folder_graded_alone_keeps_the_name_given(tmp_path):

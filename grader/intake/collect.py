@@ -118,6 +118,17 @@ def _single_root(root: Path) -> Path:
     return kids[0] if len(kids) == 1 and kids[0].is_dir() else root
 
 
+def _lone_notebook(d: Path) -> bool:
+    """A folder holding one notebook and no folder (beside a README or data files): one student's,
+    not a batch of one (a folder beside it would make it a batch: ``inbox/alice.ipynb``, ``inbox/bob/``)."""
+    try:
+        if any(k.is_dir() and not is_junk(k.name) for k in d.iterdir()):
+            return False
+    except OSError:
+        return False
+    return platforms.folder_content(d)[1] == "ipynb"
+
+
 def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = None,
             exclude: tuple[Path, ...] = ()) -> Found:
     p = Path(path)
@@ -139,8 +150,7 @@ def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = No
             raise UsageError(f"{reason}")
         sub = Submission(student_id(stem(p)), p, kind, meta={"entries": [p.name]})
         return Found(finalize([sub], warnings), warnings, "single", [p.name])
-    if layout in ("auto", "plain") and (is_submission_dir(p) or is_wrapped_submission_dir(p)
-                                         or platforms.folder_content(p)[1] == "ipynb"):
+    if layout in ("auto", "plain") and (is_submission_dir(p) or is_wrapped_submission_dir(p) or _lone_notebook(p)):
         # a student's folder: the files in it (or under wrapping folders), or only a notebook
         path, kind = platforms.folder_content(p)
         note = f"graded {shown(path.name)}, the only submission in the folder {shown(p.name)}" if path != p else ""

@@ -81,16 +81,25 @@ def _plain(entry: Path, **meta) -> Submission:
 
 
 def folder_content(d: Path) -> tuple[Path, str]:
-    """A platform's per-student folder: graded as a folder, or — when it holds no Python file and no
-    folder, only one archive or notebook — as that file."""
+    """A student's folder: graded as a folder, or — when no student file is anywhere in it and it
+    holds one archive or notebook at its top (beside data, images, a README) — as that file."""
     try:
         kids = [k for k in d.iterdir() if not is_junk(k.name)]
     except OSError:
         return d, "dir"
-    if any(k.is_dir() or canonical(k.name) for k in kids):
+    if any(canonical(k.name) for k in kids) or any(k.is_dir() and _holds_student_file(k) for k in kids):
         return d, "dir"
     boxes = [k for k in kids if classify(k)[0] in ("zip", "tar", "ipynb")]
     return (boxes[0], classify(boxes[0])[0]) if len(boxes) == 1 else (d, "dir")
+
+
+def _holds_student_file(d: Path, budget: int = 2000) -> bool:
+    """Whether a student file is anywhere under ``d`` (links not followed; a huge tree counts as yes)."""
+    for n, (_root, dirs, files) in enumerate(os.walk(d)):
+        dirs[:] = [x for x in dirs if not is_junk(x)]
+        if n > budget or any(canonical(f) for f in files):
+            return True
+    return False
 
 
 def _copy_capped(src: Path, dst: Path, cap: int = 512 * 1024 + 1) -> bool:
