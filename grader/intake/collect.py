@@ -38,6 +38,16 @@ class Found:
                 "balanced": not unaccounted}
 
 
+def grouped_text(rec: dict) -> str:
+    """The rows built from several entries, for the reconciliation line ("" when there are none)."""
+    grouped = rec.get("grouped") or {}
+    if not grouped:
+        return ""
+    some = "; ".join(f"{shown(k)} <- {len(v)} entries" for k, v in list(grouped.items())[:5])
+    return (f"; {sum(map(len, grouped.values()))} entries grouped into {len(grouped)} rows by the "
+            f"{rec.get('layout')} naming ({some}{'; ...' if len(grouped) > 5 else ''})")
+
+
 def _staging(staging: Path | None) -> Path:
     if staging is not None:
         staging.mkdir(parents=True, exist_ok=True)
