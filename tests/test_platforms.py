@@ -251,6 +251,10 @@ def test_plain_names_that_look_half_like_canvas_stay_one_row_each(tmp_path):
     d = _write(tmp_path / "d", {"leejun_2001_3001_hw1.zip": one, "leejun_2001_3002_hw1-1.zip": one,
                                 "kimmin_2002_3003_hw1.zip": one})
     assert collect(d, staging=tmp_path / "stage3").layout == "canvas"
+    e = _write(tmp_path / "e", {"leejun_2001_3001_hw1.zip": one, "leejun_2001_3002_HW1.ipynb": b"{}",
+                                "kimmin_2002_3003_hw1.zip": one, "parkso_2003_3004_hw1.zip": one,
+                                "choiyu_2004_3005_hw1.zip": one})  # one student sent a zip and a notebook
+    assert collect(e, staging=tmp_path / "stage4").layout == "canvas"
 
 
 def test_grouped_entries_are_said_in_the_reconciliation_line(tmp_path, capsys):

@@ -49,16 +49,18 @@ def canvas_doubt(names: list[str]) -> str:
 
     In a Canvas download each student's files share ``<name>_<userid>``; a student submits one
     archive or notebook (a re-upload is ``hw1-1.zip``). Several stand-alone submissions of different
-    names under one ``<name>_<userid>`` (``hw1_2024_ivanov.zip``, ``hw1_2024_smith.zip``) are
-    several students named by another scheme."""
+    names under one ``<name>_<userid>`` (``hw1_2024_01_ivanov.zip``, ``hw1_2024_01_smith.zip``), for
+    most of the entries, are several students named by another scheme."""
     boxes: dict[tuple[str, str], dict[str, str]] = {}
+    named = 0
     for n in names:
         m = CANVAS.match(n)
+        named += bool(m)
         r = _REUPLOAD.match(m["file"]) if m else None
         if r:
             boxes.setdefault((m["name"], m["uid"]), {}).setdefault((r["base"] + r["ext"]).lower(), m["file"])
     merged = {k: v for k, v in boxes.items() if len(v) > 1}
-    if not merged:
+    if sum(map(len, merged.values())) * 2 <= named:  # one student's zip and notebook: still Canvas
         return ""
     (name, uid), files = sorted(merged.items())[0]
     return (f"read as a Canvas download, {len(files)} separate submissions ({', '.join(sorted(map(shown, files.values()))[:4])}) "
