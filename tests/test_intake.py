@@ -484,3 +484,29 @@ def test_cp866_names_of_russian_windows_are_readable(tmp_path):
     z.write_bytes(z.read_bytes().replace(b"X" * len(folder), folder))  # as Explorer writes: no UTF-8 flag
     p = prepare(Submission("ru", z, "zip"), tmp_path / "s")
     assert not p.problems and "student files found under Домашнее задание 1/" in p.notes, p.notes
+
+
+def test_a_notebook_in_a_student_folder_is_timed_by_that_folder(tmp_path):
+    """``--submission-times mtime`` looks at the entry given (``alice/``), not at the notebook's name
+    beside the other entries: a folder holding only a late notebook is late."""
+    import csv as _csv
+
+    from grader.cli import main
+
+    batch = tmp_path / "subs"
+    (batch / "alice").mkdir(parents=True)
+    (batch / "alice" / "HW1.ipynb").write_bytes(_nb_bytes())
+    make_submission(batch / "bob")
+    late = 1_700_000_000 + 3 * 86400  # three days after the deadline below
+    for p in [batch / "alice", batch / "alice" / "HW1.ipynb"]:
+        os.utime(p, (late, late))
+    for p in [batch / "bob", *(batch / "bob").rglob("*")]:
+        os.utime(p, (1_700_000_000 - 60, 1_700_000_000 - 60))
+    rubric = tmp_path / "r.toml"
+    rubric.write_text((ROOT / "grader/scoring/default_rubric.toml").read_text()
+                      + '\n[late]\ndeadline = 2023-11-14T22:13:20Z\nper_day = 10\ncap = 50\n')
+    out = tmp_path / "out"
+    assert main(["grade", str(batch), "--out", str(out), "--no-mnist", "--jobs", "1", "--quiet",
+                 "--rubric", str(rubric), "--submission-times", "mtime"]) == 0
+    rows = {r["student"]: r for r in _csv.DictReader((out / "gradebook.csv").open(encoding="utf-8"))}
+    assert float(rows["alice"]["late_penalty"]) == 19.5 and float(rows["bob"]["late_penalty"]) == 0  # 3 days: 30 %

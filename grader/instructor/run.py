@@ -114,7 +114,7 @@ def prepare(args, out: Path, opts) -> Context:
     maxima: dict[str, float] = {}
     for p in plan(rubric, public_only=opts.public_only, mnist=opts.mnist):
         maxima[p.component] = round(maxima.get(p.component, 0.0) + p.max_score, 4)
-    students = {s.student: s.path.name for s in subs}
+    students = {s.student: s.meta.get("source") or s.path.name for s in subs}  # the entry given, not a staged copy
     try:
         ctx.overrides = load_overrides(ctx.overrides_path)
         validate(ctx.overrides, set(students), maxima, source=str(ctx.overrides_path))
@@ -146,7 +146,8 @@ def finish(ctx: Context, outcome, opts) -> list[str]:
     warnings: list[str] = []
     handed, extensions = {}, {}
     if policy is not None:
-        sources = {r.student: r.source for r in results}
+        sources = {r.student: (subs[r.student].meta.get("source") if r.student in subs else None) or r.source
+                   for r in results}  # the entry given (a student's folder), not the notebook in it or a staged copy
         ts = collect_times(sources, root=ctx.root, policy=policy, csv_path=ctx.times_csv)
         handed, warnings = ts.by_student, ts.warnings
         extensions = load_extensions(policy, set(sources))
