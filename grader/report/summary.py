@@ -44,9 +44,9 @@ def _accounting(rec: dict, unmatched: list[str], missing: list[str]) -> list[str
              + (f" + {len(missing)} missing from the roster" if missing else "")
              + f" = {rec.get('rows_written', 0)} rows written."]
     if rec.get("grouped"):
-        lines.append("Rows built from several entries (the platform's naming groups a student's files): "
+        lines += ["", "Rows built from several entries (the platform's naming groups a student's files): "
                      + "; ".join(f"`{_cell(k)}` <- " + ", ".join(f"`{_cell(e)}`" for e in v[:10])
-                                 for k, v in list(rec["grouped"].items())[:50]))
+                                 for k, v in list(rec["grouped"].items())[:50])]
     if rec.get("unaccounted"):
         lines.append("Not accounted for (a grader bug, please report): " + ", ".join(map(_cell, rec["unaccounted"])))
     if missing:
