@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .intake.collect import grouped_text
 from .spec import SpecError, activate, current_spec
 
 EXIT_OK, EXIT_FAIL_UNDER, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -159,7 +160,7 @@ def _print_reconciliation(rec: dict) -> None:
     ok = "every entry accounted for" if rec.get("balanced") else f"NOT BALANCED: {rec.get('unaccounted')}"
     print(f"reconciliation ({rec.get('layout')}): {rec.get('entries_found')} entries found{ignored} -> "
           f"{rec.get('submissions')} submissions ({rec.get('rejected')} rejected){missing} = "
-          f"{rec.get('rows_written')} rows written; {ok}", file=sys.stderr)
+          f"{rec.get('rows_written')} rows written; {ok}{grouped_text(rec)}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -303,7 +304,7 @@ def _add_grade_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                         "workers) or dask://HOST:PORT (a running Dask scheduler; needs the 'dask' extra)")
     p.add_argument("--shard", metavar="I/N", help="grade only shard I of N (1-based; by a stable hash of the id) and "
                                                   "write shard.json; join the shards with `grader merge`")
-    p.add_argument("--only", help="regrade only these students (comma-separated ids); keep every other row")
+    p.add_argument("--only", help="regrade only these ids, keep other rows (comma-separated; an id with commas matches whole)")
     p.add_argument("--only-file", help="regrade only the students listed in this file, one id a line")
     p.add_argument("--changed", action="store_true", help="regrade only submissions whose bytes changed")
     p.add_argument("--regrade-all", action="store_true", help="regrade every submission, even if already graded")

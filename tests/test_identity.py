@@ -125,3 +125,56 @@ def test_discover_ids_on_disk(tmp_path):
     subs, _ = discover(root)
     assert sorted(s.student for s in subs) == sorted(["Иванов_Иван", "=1+1", "@x"])
     assert all(os.sep not in s.folder for s in subs)
+
+
+def test_long_ids_stay_exact_and_distinct(tmp_path):
+    """Two 217-character names differing in their last word: two exact ids in the gradebook and
+    results, two distinct (shortened, hashed) folders; only a name past MAX_ID is capped, keeping its
+    tail and a hash so two such names stay distinct."""
+    from grader.intake.discover import MAX_ID
+
+    stem = "Maria-Magdalena " + "Konstantinopolskaya-Vasilyeva " * 6 + "und Schleswig-Holstein-Sonderburg "
+    names = [stem + "Anna", stem + "Olga"]
+    assert len(names[0]) > 200
+    root = tmp_path / "subs"
+    for n in names:
+        make_submission(root / n)
+    subs, _ = discover(root)
+    assert sorted(s.student for s in subs) == names
+    assert len({s.folder for s in subs}) == 2 and all(len(s.folder.encode()) <= 160 for s in subs)
+    outcome = grade_batch(root, tmp_path / "out", GradeOptions(secret="long", mnist=False), jobs=1)
+    assert sorted(r.student for r in outcome.results) == names
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8"))))
+    assert sorted(r["student"] for r in rows) == names
+    for s in subs:
+        data = json.loads((tmp_path / "out" / s.folder / "results.json").read_text(encoding="utf-8"))
+        assert data["extra_data"]["student"] == s.student
+    huge = ["x" * 2000 + "Anna", "x" * 2000 + "Olga"]
+    capped = [student_id(h) for h in huge]
+    assert capped[0] != capped[1] and all(len(c) <= MAX_ID for c in capped)
+    assert capped[0].split(" #")[0].endswith("Anna") and student_id("y" * MAX_ID) == "y" * MAX_ID
+
+
+def test_only_selects_an_id_that_holds_a_comma(tmp_path, capsys):
+    from grader.cli import main
+    from grader.instructor.run import split_only
+
+    known = {"Ivanova, Anna", "anna.smith", "Anna", "bob"}
+    assert split_only("Ivanova, Anna", known) == {"Ivanova, Anna"}
+    assert split_only("bob,Ivanova, Anna,anna.smith", known) == {"bob", "Ivanova, Anna", "anna.smith"}
+    assert split_only("bob, Anna", known) == {"bob", "Anna"}  # negative control: plain lists still split
+    assert split_only("Ivanova,Anna", {"Anna"}) == {"Ivanova", "Anna"}
+    root = tmp_path / "subs"
+    for n in ("Ivanova, Anna", "anna.smith"):
+        make_submission(root / n)
+    out = tmp_path / "out"
+    args = ["grade", str(root), "--out", str(out), "--no-mnist", "--jobs", "1", "--quiet"]
+    assert main(args) == 0
+    before = (out / "anna.smith" / "results.json").stat().st_mtime_ns
+    assert main(args + ["--only", "Ivanova, Anna"]) == 0
+    assert (out / "anna.smith" / "results.json").stat().st_mtime_ns == before  # kept, not regraded
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["graded_now"] == 1 and run["skipped_as_already_graded"] == 1
+    capsys.readouterr()
+    assert main(args + ["--only", "Ivanova, Anna,nobody"]) == 2
+    assert "'nobody'" in capsys.readouterr().err

@@ -402,3 +402,138 @@ def test_a_readme_document_is_skipped_but_a_submission_named_readme_is_a_row(tmp
     by_id = {s.student: s for s in subs}
     assert sorted(by_id) == ["README_john", "alice", "readme"]
     assert by_id["README_john"].kind == by_id["readme"].kind == "zip"
+
+
+# --- outside red-team: a folder holding one notebook, a wrapped folder graded alone ------------------
+
+def _nb_bytes() -> bytes:
+    code = "\n".join(SRC[n].decode() for n in ("layers.py", "logistic_regression.py"))
+    return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])).encode()
+
+
+def test_a_folder_holding_only_a_notebook_is_that_student_alone_and_in_a_batch(tmp_path):
+    batch = tmp_path / "batch"
+    (batch / "folder_notebook").mkdir(parents=True)
+    (batch / "folder_notebook" / "HW1.ipynb").write_bytes(_nb_bytes())
+    (batch / "folder_notebook" / "notes.txt").write_text("see the notebook")
+    (batch / "folder_notebook" / "img").mkdir()  # a folder of plots beside it changes nothing
+    (batch / "folder_notebook" / "img" / "loss.png").write_bytes(b"\x89PNG")
+    (batch / "zipped").mkdir()
+    _zip(batch / "zipped" / "hw1.zip", {f"assignment/{n}": b for n, b in SRC.items()})
+    (batch / "two").mkdir()  # two notebooks: not clear which one, the folder is graded (and refused) as a folder
+    (batch / "two" / "a.ipynb").write_bytes(_nb_bytes())
+    (batch / "two" / "b.ipynb").write_bytes(_nb_bytes())
+    subs = {s.student: s for s in discover(batch)[0]}
+    assert sorted(subs) == ["folder_notebook", "two", "zipped"]
+    nb = subs["folder_notebook"]
+    assert nb.kind == "ipynb" and nb.path.name == "HW1.ipynb" and "only submission in the folder" in nb.note
+    assert nb.record()["source"] == "folder_notebook"
+    assert subs["zipped"].kind == "zip" and subs["two"].kind == "dir"
+    (batch / "mixed").mkdir()  # negative control: student files in a subfolder beside a notebook: the folder
+    make_submission(batch / "mixed" / "code")
+    (batch / "mixed" / "HW1.ipynb").write_bytes(_nb_bytes())
+    assert {s.student: s for s in discover(batch)[0]}["mixed"].kind == "dir"
+    p = prepare(nb, tmp_path / "s")
+    assert not p.problems
+    (batch / "folder_notebook" / "img" / "loss.png").unlink()
+    (batch / "folder_notebook" / "img").rmdir()
+    alone = discover(batch / "folder_notebook")[0]
+    assert [(s.student, s.kind, s.path.name) for s in alone] == [("folder_notebook", "ipynb", "HW1.ipynb")]
+    inbox = tmp_path / "inbox"  # negative control: a notebook beside a student folder is a batch of two
+    (inbox / "bob").mkdir(parents=True)
+    (inbox / "bob" / "bob.ipynb").write_bytes(_nb_bytes())
+    (inbox / "alice.ipynb").write_bytes(_nb_bytes())
+    assert sorted(s.student for s in discover(inbox)[0]) == ["alice", "bob"]
+
+
+def test_a_wrapped_student_folder_graded_alone_keeps_the_name_given(tmp_path):
+    who = tmp_path / "Иванова Анна"
+    make_submission(who / "hw1-main" / "assignment")
+    (who / "hw1-main" / "README.md").write_text("#")
+    assert [s.student for s in discover(who)[0]] == ["Иванова Анна"]
+    assert [s.student for s in discover(tmp_path)[0]] == ["Иванова Анна"]  # the same id in a batch
+    repo = tmp_path / "r" / "Petrov"
+    make_submission(repo / "hw1-master")
+    assert [s.student for s in discover(repo)[0]] == ["Petrov"]
+    # negative control: a batch of one student folder holding the files directly stays a batch
+    batch = tmp_path / "b"
+    make_submission(batch / "alice")
+    assert [s.student for s in discover(batch)[0]] == ["alice"]
+
+
+def test_an_archive_holding_a_file_twice_is_graded_from_the_last_copy(tmp_path):
+    import warnings as _w
+
+    old = (ROOT / "assignment" / "layers.py").read_bytes()
+    z = tmp_path / "dup.zip"
+    with _w.catch_warnings(), zipfile.ZipFile(z, "w") as zf:
+        _w.simplefilter("ignore")  # zipfile warns "Duplicate name": that is the point
+        zf.writestr("layers.py", old)
+        zf.writestr("logistic_regression.py", SRC["logistic_regression.py"])
+        zf.writestr("layers.py", SRC["layers.py"])
+    with zipfile.ZipFile(z) as zf:
+        assert zf.read("layers.py") == SRC["layers.py"]  # what Python (and unzip) give
+    p = prepare(Submission("dup", z, "zip"), tmp_path / "s")
+    assert (p.package_dir / "layers.py").read_bytes() == SRC["layers.py"]
+    assert any("layers.py appears 2 times in dup.zip; the last copy was used" in n for n in p.notes)
+    t = tmp_path / "dup.tar"
+    with tarfile.open(t, "w") as tf:
+        for name, data in (("layers.py", old), ("logistic_regression.py", SRC["logistic_regression.py"]),
+                           ("layers.py", SRC["layers.py"])):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, _io.BytesIO(data))
+    p = prepare(Submission("dupt", t, "tar"), tmp_path / "s2")
+    assert (p.package_dir / "layers.py").read_bytes() == SRC["layers.py"] and any("2 times" in n for n in p.notes)
+    # negative control: one copy of each, no note
+    one = _zip(tmp_path / "one.zip", SRC)
+    assert not any("times in" in n for n in prepare(Submission("one", one, "zip"), tmp_path / "s3").notes)
+
+
+def test_cp866_names_of_russian_windows_are_readable(tmp_path):
+    """Russian Windows' Explorer writes names in cp866 without the UTF-8 flag: shown in Cyrillic; a
+    Western cp437 name (``Müller``, ``José``) is not taken for cp866 (negative control)."""
+    from grader.intake.archives import _zip_name
+
+    def named(text: str, codec: str) -> zipfile.ZipInfo:
+        return zipfile.ZipInfo(text.encode(codec).decode("cp437"))
+
+    assert _zip_name(named("Домашнее задание 1/layers.py", "cp866")) == "Домашнее задание 1/layers.py"
+    assert _zip_name(named("Пётр_hw1/layers.py", "cp866")) == "Пётр_hw1/layers.py"
+    for western in ("Müller/layers.py", "José Núñez/layers.py", "Zoë/layers.py"):
+        info = named(western, "cp437")
+        assert _zip_name(info) == info.filename == western
+    folder = "Домашнее задание 1".encode("cp866")  # one byte a letter: an ASCII stand-in of that length
+    z = tmp_path / "ru.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for n, b in SRC.items():
+            zf.writestr(f"{'X' * len(folder)}/{n}", b)
+    z.write_bytes(z.read_bytes().replace(b"X" * len(folder), folder))  # as Explorer writes: no UTF-8 flag
+    p = prepare(Submission("ru", z, "zip"), tmp_path / "s")
+    assert not p.problems and "student files found under Домашнее задание 1/" in p.notes, p.notes
+
+
+def test_a_notebook_in_a_student_folder_is_timed_by_that_folder(tmp_path):
+    """``--submission-times mtime`` looks at the entry given (``alice/``), not at the notebook's name
+    beside the other entries: a folder holding only a late notebook is late."""
+    import csv as _csv
+
+    from grader.cli import main
+
+    batch = tmp_path / "subs"
+    (batch / "alice").mkdir(parents=True)
+    (batch / "alice" / "HW1.ipynb").write_bytes(_nb_bytes())
+    make_submission(batch / "bob")
+    late = 1_700_000_000 + 3 * 86400  # three days after the deadline below
+    for p in [batch / "alice", batch / "alice" / "HW1.ipynb"]:
+        os.utime(p, (late, late))
+    for p in [batch / "bob", *(batch / "bob").rglob("*")]:
+        os.utime(p, (1_700_000_000 - 60, 1_700_000_000 - 60))
+    rubric = tmp_path / "r.toml"
+    rubric.write_text((ROOT / "grader/scoring/default_rubric.toml").read_text()
+                      + '\n[late]\ndeadline = 2023-11-14T22:13:20Z\nper_day = 10\ncap = 50\n')
+    out = tmp_path / "out"
+    assert main(["grade", str(batch), "--out", str(out), "--no-mnist", "--jobs", "1", "--quiet",
+                 "--rubric", str(rubric), "--submission-times", "mtime"]) == 0
+    rows = {r["student"]: r for r in _csv.DictReader((out / "gradebook.csv").open(encoding="utf-8"))}
+    assert float(rows["alice"]["late_penalty"]) == 19.5 and float(rows["bob"]["late_penalty"]) == 0  # 3 days: 30 %

@@ -225,3 +225,62 @@ def test_roster_matching_rules(tmp_path):
     r = SubmissionResult("x", "ok")
     r.intake = {"folder": "x"}  # nothing identifies it to Canvas or Moodle: left out, and said so
     assert render_export("canvas", [r])[1] == ["x"] and render_export("moodle", [r])[1] == ["x"]
+
+
+def test_plain_names_that_look_half_like_canvas_stay_one_row_each(tmp_path):
+    """``hw1_2024_<name>.zip`` (assignment, year, student) is not Canvas's naming: three students stay
+    three rows; with a number where Canvas has its submission id the grouping would merge them, so
+    the folder is plain too, with a warning; a real Canvas download is still Canvas (negative control)."""
+    one = _zip_bytes({f"assignment/{n}": b for n, b in SRC.items()})
+    a = _write(tmp_path / "a", {f"hw1_2024_{who}.zip": one for who in ("ivanov", "petrova", "smith")})
+    c = collect(a)
+    assert c.layout == "plain" and [s.student for s in c.subs] == ["hw1_2024_ivanov", "hw1_2024_petrova", "hw1_2024_smith"]
+    assert all(s.kind == "zip" for s in c.subs) and not c.reconciliation()["grouped"]
+    b = _write(tmp_path / "b", {f"hw1_2024_01_{who}.zip": one for who in ("ivanov", "petrova", "smith")})
+    c = collect(b)
+    assert c.layout == "plain" and len(c.subs) == 3 and all(s.kind == "zip" for s in c.subs)
+    assert any("would be one student 'hw1'" in w and "plain" in w for w in c.warnings)
+    z = tmp_path / "b.zip"
+    z.write_bytes(_zip_bytes({f"hw1_2024_01_{who}.zip": one for who in ("ivanov", "petrova")}))
+    assert collect(z).layout == "single" and any("would be one student" in w for w in collect(z).warnings)
+    # negative controls: the real naming, a re-uploaded archive (hw1.zip, hw1-1.zip) is one student
+    real = collect(canvas_zip(tmp_path / "c.zip"), staging=tmp_path / "stage")
+    assert real.layout == "canvas" and not any("plain" in w for w in real.warnings)
+    assert real.reconciliation()["grouped"]["ivanovivan"] == ["ivanovivan_1001_5001_layers.py",
+                                                              "ivanovivan_1001_5001_logistic_regression.py"]
+    d = _write(tmp_path / "d", {"leejun_2001_3001_hw1.zip": one, "leejun_2001_3002_hw1-1.zip": one,
+                                "kimmin_2002_3003_hw1.zip": one})
+    assert collect(d, staging=tmp_path / "stage3").layout == "canvas"
+    e = _write(tmp_path / "e", {"leejun_2001_3001_hw1.zip": one, "leejun_2001_3002_HW1.ipynb": b"{}",
+                                "kimmin_2002_3003_hw1.zip": one, "parkso_2003_3004_hw1.zip": one,
+                                "choiyu_2004_3005_hw1.zip": one})  # one student sent a zip and a notebook
+    assert collect(e, staging=tmp_path / "stage4").layout == "canvas"
+
+
+def test_grouped_entries_are_said_in_the_reconciliation_line(tmp_path, capsys):
+    rows, out, run = _grade(tmp_path, canvas_zip(tmp_path / "submissions.zip"))
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if ln.startswith("reconciliation"))
+    assert "grouped into" in line and "smithjane <- 3 entries" in line, line
+    assert run["reconciliation"]["grouped"]["smithjane"][0].startswith("smithjane_LATE_1002_5003_")
+    assert "Rows built from several entries" in (out / "summary.md").read_text(encoding="utf-8")
+
+
+def test_roster_exact_match_wins_over_case_insensitive(tmp_path):
+    """Rows s4,alice and s5,Alice with submissions alice/ and Alice/: each its own row, none missing,
+    in either order; a submission that only matches ignoring case takes a row nobody has."""
+    from grader.intake import Submission
+    from grader.intake.roster import RosterSpec, load_roster, match
+
+    roster = tmp_path / "r.csv"
+    roster.write_text("id,name,email\ns4,alice,alice@x\ns5,Alice,alice2@x\ns6,Bob,bob@x\n", encoding="utf-8")
+    rows = load_roster(RosterSpec(str(roster)))
+    for order in (["alice", "Alice"], ["Alice", "alice"]):
+        m = match(rows, [Submission(n, tmp_path, "dir") for n in order])
+        assert m.matched["alice"]["id"] == "s4" and m.matched["Alice"]["id"] == "s5"
+        assert [r["id"] for r in m.missing] == ["s6"] and not any("roster rows" in w for w in m.warnings)
+    m = match(rows, [Submission("ALICE", tmp_path, "dir"), Submission("alice", tmp_path, "dir")])
+    assert m.matched["alice"]["id"] == "s4" and m.matched["ALICE"]["id"] == "s5"
+    # negative control: case is still ignored when nothing matches exactly
+    m = match(rows, [Submission("BOB", tmp_path, "dir")])
+    assert m.matched["BOB"]["id"] == "s6"

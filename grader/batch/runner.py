@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 
 from .. import __version__
 from ..intake import Submission, UsageError, collect
-from ..intake.discover import folder_name, student_id
+from ..intake.discover import cap_id, folder_name, student_id
 from ..intake.roster import Match, RosterSpec, load_roster, match as match_roster
 from ..pipeline import GradeOptions, grade_submission, plan, reference_mnist, zero_test
 from ..report import render_feedback, render_gradebook, render_summary, sweep_leftovers, write_atomic, write_json
@@ -133,7 +133,7 @@ TEXT_LIMIT = 20_000
 def clean_result(r: SubmissionResult) -> SubmissionResult:
     """Every string of ``r`` encodable and bounded (the boundary of :mod:`grader.report.text`)."""
     d = clean_tree(r.to_dict(), TEXT_LIMIT)
-    d["student"] = clean_text(r.student, 255)
+    d["student"] = cap_id(clean_text(r.student))  # exact: the id the intake gave (discover.MAX_ID)
     d["source"] = clean_name(r.source)
     return SubmissionResult.from_dict(d)
 

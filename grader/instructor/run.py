@@ -41,10 +41,28 @@ class Context:
     regrade: Callable[[Submission], bool] | None = None
 
 
-def _ids(args) -> set[str] | None:
+def split_only(text: str, known: set[str]) -> set[str]:
+    """``--only`` ids: comma-separated, but an id that holds commas (``Ivanova, Anna``) is matched
+    whole: the longest run of comma-separated pieces that is a known id is taken as one."""
+    import unicodedata
+
+    parts = unicodedata.normalize("NFC", text).split(",")
+    out, i = set(), 0
+    while i < len(parts):
+        for j in range(len(parts), i, -1):
+            cand = ",".join(parts[i:j]).strip()
+            if j == i + 1 or cand in known:
+                if cand:
+                    out.add(cand)
+                i = j
+                break
+    return out
+
+
+def _ids(args, known: set[str] = frozenset()) -> set[str] | None:
     ids: set[str] = set()
     if getattr(args, "only", None):
-        ids |= {s.strip() for s in args.only.split(",") if s.strip()}
+        ids |= split_only(args.only, known)
     if getattr(args, "only_file", None):
         try:
             text = Path(args.only_file).read_text(encoding="utf-8")
@@ -62,7 +80,7 @@ def _selection(args, ctx: Context, opts) -> None:
     from .late import did_you_mean
 
     known = {s.student for s in ctx.subs}
-    ids = _ids(args)
+    ids = _ids(args, known)
     for sid in sorted(ids or ()):
         if sid not in known:
             raise InstructorError(f"--only: no submission of student {sid!r}{did_you_mean(sid, known)}")
@@ -101,7 +119,7 @@ def prepare(args, out: Path, opts) -> Context:
     maxima: dict[str, float] = {}
     for p in plan(rubric, public_only=opts.public_only, mnist=opts.mnist):
         maxima[p.component] = round(maxima.get(p.component, 0.0) + p.max_score, 4)
-    students = {s.student: s.path.name for s in subs}
+    students = {s.student: s.meta.get("source") or s.path.name for s in subs}  # the entry given, not a staged copy
     try:
         ctx.overrides = load_overrides(ctx.overrides_path)
         validate(ctx.overrides, set(students), maxima, source=str(ctx.overrides_path))
@@ -133,7 +151,8 @@ def finish(ctx: Context, outcome, opts) -> list[str]:
     warnings: list[str] = []
     handed, extensions = {}, {}
     if policy is not None:
-        sources = {r.student: r.source for r in results}
+        sources = {r.student: (subs[r.student].meta.get("source") if r.student in subs else None) or r.source
+                   for r in results}  # the entry given (a student's folder), not the notebook in it or a staged copy
         ts = collect_times(sources, root=ctx.root, policy=policy, csv_path=ctx.times_csv)
         handed, warnings = ts.by_student, ts.warnings
         extensions = load_extensions(policy, set(sources))

@@ -87,6 +87,20 @@ def canonical(name: str) -> tuple[str, int] | None:
     return stem, (1000 - int(n)) if n else 1001
 
 
+def _last_copies(label: str, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
+    """An archive may hold one path twice (``zip -u``, an appended re-upload): the last copy is the
+    one ``unzip``, Python's ``zipfile.read`` and ``tar -x`` leave, so it is the one graded, and said."""
+    last: dict[tuple[str, ...], Entry] = {}
+    count: dict[tuple[str, ...], int] = {}
+    for e in entries:
+        last.pop(e.parts, None)  # re-inserted: the order is that of the last copies
+        last[e.parts] = e
+        count[e.parts] = count.get(e.parts, 0) + 1
+    notes = [f"{shown('/'.join(p))} appears {n} times in {shown(label)}; the last copy was used "
+             "(as unzip and tar extract it)" for p, n in count.items() if n > 1 and canonical(p[-1])]
+    return list(last.values()), notes
+
+
 # --- listings --------------------------------------------------------------------------------------
 
 def _check_name(label: str, raw: str) -> tuple[str, ...]:
@@ -103,9 +117,29 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     if info.flag_bits & 0x800 or n.isascii():
         return n
     try:  # no UTF-8 flag: zipfile decoded cp437; Windows and macOS tools often wrote UTF-8 anyway
-        return n.encode("cp437").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
+        raw = n.encode("cp437")
+        return raw.decode("utf-8")
+    except UnicodeEncodeError:
         return n
+    except UnicodeDecodeError:
+        return _cp866(raw) or n
+
+
+def _cyrillic(c: str) -> bool:
+    return "\u0400" <= c <= "\u04ff"
+
+
+def _cp866(raw: bytes) -> str:
+    """A name Russian Windows wrote in its OEM code page (cp866), or "" when that is not clearly it:
+    every non-ASCII character must be a Cyrillic letter, and none may touch a Latin letter (``Müller``
+    read as cp866 is ``MБller``: it stays cp437)."""
+    s = raw.decode("cp866", "replace")
+    if any(not c.isascii() and not _cyrillic(c) for c in s):
+        return ""
+    for a, b in zip(s, s[1:]):
+        if (_cyrillic(a) and b.isascii() and b.isalpha()) or (_cyrillic(b) and a.isascii() and a.isalpha()):
+            return ""
+    return s
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> str:
@@ -143,6 +177,7 @@ def list_zip(path: Path) -> Listing:
         parts = _check_name(path.name, _zip_name(info))
         if parts:
             entries.append(Entry(parts, _zip_kind(info), info.file_size, info))
+    entries, notes = _last_copies(path.name, entries)
 
     def read(e: Entry) -> bytes:
         if e.ref.flag_bits & 0x1:
@@ -153,7 +188,7 @@ def list_zip(path: Path) -> Listing:
         except Exception as exc:  # BadZipFile, zlib.error (corrupt deflate data), LZMAError, EOFError, ...
             raise ValueError(f"{e.name} could not be read from the archive ({shown(str(exc))})") from None
 
-    return Listing(path.name, entries, read)
+    return Listing(path.name, entries, read, notes)
 
 
 def list_tar(path: Path) -> Listing:
@@ -192,7 +227,8 @@ def list_tar(path: Path) -> Listing:
         except Exception as exc:
             raise ValueError(f"{e.name} could not be read from the archive ({shown(str(exc))})") from None
 
-    return Listing(path.name, entries, read)
+    entries, notes = _last_copies(path.name, entries)
+    return Listing(path.name, entries, read, notes)
 
 
 def list_dir(root: Path) -> Listing:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archives import IntakeError, MAX_ARCHIVE_BYTES, is_junk, list_zip
-from .discover import Submission, UsageError, classify, finalize, is_submission_dir, shown, stem, student_id
+from .discover import Submission, UsageError, classify, finalize, is_submission_dir, is_wrapped_submission_dir, shown, stem, student_id
 from . import platforms
 
 LAYOUTS = ("auto", "plain", "canvas", "moodle", "gradescope", "classroom")
@@ -32,7 +32,20 @@ class Found:
                 "entries_in_submissions": len(used), "submissions": len(self.subs),
                 "rejected": sum(s.kind == "rejected" for s in self.subs),
                 "unaccounted": [student_id(n) for n in unaccounted],
+                # rows built from several entries (a platform's per-student files): said, never hidden
+                "grouped": {s.student: [student_id(e) for e in s.meta["entries"]]
+                            for s in self.subs if len(s.meta.get("entries", [])) > 1},
                 "balanced": not unaccounted}
+
+
+def grouped_text(rec: dict) -> str:
+    """The rows built from several entries, for the reconciliation line ("" when there are none)."""
+    grouped = rec.get("grouped") or {}
+    if not grouped:
+        return ""
+    some = "; ".join(f"{shown(k)} <- {len(v)} entries" for k, v in list(grouped.items())[:5])
+    return (f"; {sum(map(len, grouped.values()))} entries grouped into {len(grouped)} rows by the "
+            f"{rec.get('layout')} naming ({some}{'; ...' if len(grouped) > 5 else ''})")
 
 
 def _staging(staging: Path | None) -> Path:
@@ -59,7 +72,7 @@ def _ignored(e: Path, exclude: tuple[Path, ...]) -> bool:
         return False
 
 
-def _zip_layout(path: Path) -> str:
+def _zip_layout(path: Path, warnings: list[str] | None = None) -> str:
     """Whether a .zip is a platform's bulk download rather than one student's submission."""
     try:
         entries = list_zip(path).entries
@@ -72,8 +85,13 @@ def _zip_layout(path: Path) -> str:
     if tops and sum(bool(platforms.MOODLE.match(t)) for t in tops) * 2 > len(tops):
         return "moodle"
     flat = [p[0] for p in names if len(p) == 1]
-    if flat and sum(bool(platforms.CANVAS.match(n)) for n in flat) * 2 > len(tops):
-        return "canvas"
+    if flat and sum(platforms.canvas_named(n) for n in flat) * 2 > len(tops):
+        doubt = platforms.canvas_doubt(flat)
+        if not doubt:
+            return "canvas"
+        if warnings is not None:
+            warnings.append(f"{shown(path.name)}: {doubt}; taken as one submission instead "
+                            "(give --layout canvas if it really is a Canvas download)")
     return "plain"
 
 
@@ -110,6 +128,17 @@ def _single_root(root: Path) -> Path:
     return kids[0] if len(kids) == 1 and kids[0].is_dir() else root
 
 
+def _lone_notebook(d: Path) -> bool:
+    """A folder holding one notebook and no folder (beside a README or data files): one student's,
+    not a batch of one (a folder beside it would make it a batch: ``inbox/alice.ipynb``, ``inbox/bob/``)."""
+    try:
+        if any(k.is_dir() and not is_junk(k.name) for k in d.iterdir()):
+            return False
+    except OSError:
+        return False
+    return platforms.folder_content(d)[1] == "ipynb"
+
+
 def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = None,
             exclude: tuple[Path, ...] = ()) -> Found:
     p = Path(path)
@@ -120,7 +149,7 @@ def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = No
     warnings: list[str] = []
     if not p.is_dir():
         kind, reason = classify(p)
-        lay = layout if layout != "auto" else (_zip_layout(p) if kind == "zip" else "plain")
+        lay = layout if layout != "auto" else (_zip_layout(p, warnings) if kind == "zip" else "plain")
         if kind == "zip" and lay != "plain":
             d = _staging(staging) / "unpacked"
             root = _single_root(_unpack(p, d, warnings))
@@ -131,8 +160,11 @@ def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = No
             raise UsageError(f"{reason}")
         sub = Submission(student_id(stem(p)), p, kind, meta={"entries": [p.name]})
         return Found(finalize([sub], warnings), warnings, "single", [p.name])
-    if layout in ("auto", "plain") and is_submission_dir(p):
-        sub = Submission(student_id(p.name), p, "dir", meta={"entries": [p.name]})
+    if layout in ("auto", "plain") and (is_submission_dir(p) or is_wrapped_submission_dir(p) or _lone_notebook(p)):
+        # a student's folder: the files in it (or under wrapping folders), or only a notebook
+        path, kind = platforms.folder_content(p)
+        note = f"graded {shown(path.name)}, the only submission in the folder {shown(p.name)}" if path != p else ""
+        sub = Submission(student_id(p.name), path, kind, note, meta={"entries": [p.name], "source": p.name})
         return Found(finalize([sub], warnings), warnings, "single", [p.name])
     try:
         all_entries = sorted(p.iterdir(), key=lambda e: e.name)
@@ -140,7 +172,7 @@ def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = No
         raise UsageError(f"{p} could not be read ({exc.strerror or exc})") from None
     ignored = [e for e in all_entries if _ignored(e, exclude)]
     entries = [e for e in all_entries if e not in ignored]
-    lay = layout if layout != "auto" else platforms.detect(p, entries)
+    lay = layout if layout != "auto" else platforms.detect(p, entries, warnings)
     if lay == "gradescope" and (p / platforms.GRADESCOPE_META) in ignored:
         ignored.remove(p / platforms.GRADESCOPE_META)
     if not entries:

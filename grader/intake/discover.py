@@ -93,10 +93,22 @@ def shown(name: str) -> str:
 def student_id(name: str) -> str:
     """The id for a name: NFC, exact but for characters no report can show safely (each becomes ``?``).
     Zero-width joiners stay: emoji sequences and Persian or Indic names need them."""
-    from ..report.text import clean_name  # undecodable bytes of a file name become \xNN, as in every report
+    from ..report.text import clean_text  # undecodable bytes of a file name become \xNN, as in every report
 
-    s = unicodedata.normalize("NFC", clean_name(name))
-    return "".join("?" if _bad_char(c) else c for c in s)[:200]
+    s = unicodedata.normalize("NFC", clean_text(str(name) if isinstance(name, Path) else name))
+    return cap_id("".join("?" if _bad_char(c) else c for c in s))
+
+
+#: ids are exact up to this many characters (a file name is at most 255 bytes; a platform's metadata
+#: may say more): a longer one keeps its head, its tail and a hash of the whole, so two stay distinct
+MAX_ID = 1000
+
+
+def cap_id(s: str) -> str:
+    if len(s) <= MAX_ID:
+        return s
+    h = hashlib.sha256(s.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{s[:MAX_ID - 200]}…{s[-180:]} #{h}"
 
 
 def stem(path: Path) -> str:
@@ -135,6 +147,25 @@ def folder_name(student: str, taken: set[str]) -> str:
 
 def is_submission_dir(path: Path) -> bool:
     return any((path / f).exists() or (path / "assignment" / f).exists() for f in student_files())
+
+
+def is_wrapped_submission_dir(path: Path) -> bool:
+    """One student's folder whose only folder is a repository download wrapping the files
+    (``Иванова Анна/hw1-main/assignment/layers.py``, or ``.../hw1-main/layers.py`` when the wrapper is
+    named ``*-main``/``*-master`` or is a clone): graded as that student, not as a batch of one.
+    A lone student folder holding the files directly (``batch/alice/layers.py``) stays a batch."""
+    try:
+        dirs = [k for k in path.iterdir() if not k.name.startswith(".") and k.name != "__MACOSX"
+                and k.is_dir() and not k.is_symlink()]
+    except OSError:
+        return False
+    if len(dirs) != 1 or dirs[0].name == "assignment":
+        return False
+    w = dirs[0]
+    if any((w / "assignment" / f).is_file() for f in student_files()):
+        return True
+    repo = w.name.lower().endswith(("-main", "-master")) or (w / ".git").exists()
+    return repo and any((w / f).is_file() for f in student_files())
 
 
 def classify(path: Path) -> tuple[str, str]:

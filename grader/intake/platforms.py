@@ -14,6 +14,10 @@
   the id is the GitHub login.
 
 A file or folder among them that does not follow the platform's naming is taken as a plain entry.
+Detection from names alone is conservative: a Canvas download is recognised only by the full naming
+(lower-case name, numeric user id and submission id), and never when that grouping would merge
+several stand-alone submissions (``hw1_2024_ivanov.zip``, ``hw1_2024_petrova.zip``) into one student;
+then the folder is plain, one row per entry, with a warning (:func:`canvas_doubt`).
 """
 from __future__ import annotations
 
@@ -31,26 +35,73 @@ MOODLE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assign(?:submission|feedback)_
 GRADESCOPE_META = "submission_metadata.yml"
 
 
+_REUPLOAD = re.compile(r"^(?P<base>.+?)(?:-\d{1,3})?(?P<ext>\.(?:zip|ipynb|tgz|tar(?:\.[a-z0-9]+)?))$", re.IGNORECASE)
+
+
+def canvas_named(name: str) -> bool:
+    """Canvas's own naming: ``lastnamefirstname[_LATE]_<userid>_<submissionid>_<file>`` (lower case)."""
+    m = CANVAS.match(name)
+    return bool(m and m["sub"] and m["name"] == m["name"].lower())
+
+
+def canvas_doubt(names: list[str]) -> str:
+    """Why grouping these file names as a Canvas download would merge distinct students, or "".
+
+    In a Canvas download each student's files share ``<name>_<userid>``; a student submits one
+    archive or notebook (a re-upload is ``hw1-1.zip``). Several stand-alone submissions of different
+    names under one ``<name>_<userid>`` (``hw1_2024_01_ivanov.zip``, ``hw1_2024_01_smith.zip``), for
+    most of the entries, are several students named by another scheme."""
+    boxes: dict[tuple[str, str], dict[str, str]] = {}
+    named = 0
+    for n in names:
+        m = CANVAS.match(n)
+        named += bool(m)
+        r = _REUPLOAD.match(m["file"]) if m else None
+        if r:
+            boxes.setdefault((m["name"], m["uid"]), {}).setdefault((r["base"] + r["ext"]).lower(), m["file"])
+    merged = {k: v for k, v in boxes.items() if len(v) > 1}
+    if sum(map(len, merged.values())) * 2 <= named:  # one student's zip and notebook: still Canvas
+        return ""
+    (name, uid), files = sorted(merged.items())[0]
+    return (f"read as a Canvas download, {len(files)} separate submissions ({', '.join(sorted(map(shown, files.values()))[:4])}) "
+            f"would be one student {shown(name)!r} (user {shown(uid)})")
+
+
 def _plain(entry: Path, **meta) -> Submission:
     kind, reason = classify(entry)
     from .discover import stem
 
-    sid = student_id(entry.name if entry.is_dir() and not entry.is_symlink() else stem(entry))
-    return Submission(sid, entry, kind, note=reason,
-                      meta={"entries": [entry.name], "alt_id": entry.name, "layout": "plain", **meta})
+    folder = entry.is_dir() and not entry.is_symlink()
+    sid = student_id(entry.name if folder else stem(entry))
+    path = entry
+    if folder and kind == "dir":  # a folder holding only one notebook or archive: that is the submission
+        path, kind = folder_content(entry)
+        if path != entry:
+            reason = f"graded {shown(path.name)}, the only submission in the folder {shown(entry.name)}"
+    return Submission(sid, path, kind, note=reason, meta={"entries": [entry.name], "alt_id": entry.name,
+                                                          "source": entry.name, "layout": "plain", **meta})
 
 
 def folder_content(d: Path) -> tuple[Path, str]:
-    """A platform's per-student folder: graded as a folder, or — when it holds no Python file and no
-    folder, only one archive or notebook — as that file."""
+    """A student's folder: graded as a folder, or — when no student file is anywhere in it and it
+    holds one archive or notebook at its top (beside data, images, a README) — as that file."""
     try:
         kids = [k for k in d.iterdir() if not is_junk(k.name)]
     except OSError:
         return d, "dir"
-    if any(k.is_dir() or canonical(k.name) for k in kids):
+    if any(canonical(k.name) for k in kids) or any(k.is_dir() and _holds_student_file(k) for k in kids):
         return d, "dir"
     boxes = [k for k in kids if classify(k)[0] in ("zip", "tar", "ipynb")]
     return (boxes[0], classify(boxes[0])[0]) if len(boxes) == 1 else (d, "dir")
+
+
+def _holds_student_file(d: Path, budget: int = 2000) -> bool:
+    """Whether a student file is anywhere under ``d`` (links not followed; a huge tree counts as yes)."""
+    for n, (_root, dirs, files) in enumerate(os.walk(d)):
+        dirs[:] = [x for x in dirs if not is_junk(x)]
+        if n > budget or any(canonical(f) for f in files):
+            return True
+    return False
 
 
 def _copy_capped(src: Path, dst: Path, cap: int = 512 * 1024 + 1) -> bool:
@@ -235,16 +286,22 @@ def plain(root: Path, entries: list[Path], staging: Path) -> list[Submission]:
 GROUPERS = {"plain": plain, "canvas": canvas, "moodle": moodle, "gradescope": gradescope, "classroom": classroom}
 
 
-def detect(root: Path, entries: list[Path]) -> str:
-    """The layout of a folder of submissions, from its names alone."""
+def detect(root: Path, entries: list[Path], warnings: list[str] | None = None) -> str:
+    """The layout of a folder of submissions, from its names alone; a layout the names only half
+    fit is not guessed (plain, and why in ``warnings``)."""
     if (root / GRADESCOPE_META).is_file():
         return "gradescope"
     names = [e.name for e in entries]
     if names and sum(bool(MOODLE.match(n)) for n in names) * 2 > len(names):
         return "moodle"
     files = [e.name for e in entries if not e.is_dir()]
-    if files and sum(bool(CANVAS.match(n)) for n in files) * 2 > len(entries):
-        return "canvas"
+    if files and sum(canvas_named(n) for n in files) * 2 > len(entries):
+        doubt = canvas_doubt(files)
+        if not doubt:
+            return "canvas"
+        if warnings is not None:
+            warnings.append(f"{doubt}: taken as a plain folder instead, one row per entry "
+                            "(give --layout canvas if it really is a Canvas download)")
     dirs = [e for e in entries if e.is_dir() and not e.is_symlink()]
     if len(dirs) >= 2 and len(dirs) * 2 > len(entries) and classroom_prefix([d.name for d in dirs]) \
             and sum((d / ".git").exists() for d in dirs) * 2 >= len(dirs):

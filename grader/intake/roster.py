@@ -5,7 +5,8 @@ The columns are the instructor's: ``--roster-id`` (default: the first column), a
 ``email`` or ``lms_id``, if there is one). A submission matches a roster row when its id equals the
 row's id or name, its platform user id equals the row's LMS id, its email equals the row's email, or
 (Canvas) its ``lastnamefirstname`` is the row's name run together; comparisons ignore case, spacing
-and Unicode normalisation form. Roster rows nobody matched become ``missing`` rows; submissions that
+and Unicode normalisation form, but an exact match wins (rows ``alice`` and ``Alice`` are two students).
+Roster rows nobody matched become ``missing`` rows; submissions that
 match no row are listed as unmatched.
 """
 from __future__ import annotations
@@ -94,36 +95,52 @@ def _canvas_key(name: str) -> set[str]:
     return {letters(" ".join(parts[-1:])) + letters(" ".join(parts[:-1])), letters(name)} if parts else set()
 
 
-def _keys(sub: Submission) -> set[tuple[str, str]]:
+def exact(s) -> str:
+    """A value as written (NFC, outer and repeated spaces aside): ``alice`` and ``Alice`` differ."""
+    return " ".join(unicodedata.normalize("NFC", str(s or "")).split())
+
+
+def _keys(sub: Submission, f=norm) -> set[tuple[str, str]]:
     m = sub.meta
-    ident = norm(m.get("duplicate_of") or sub.student)
+    ident = f(m.get("duplicate_of") or sub.student)
     keys = {("id", ident), ("name", ident), ("email", ident)}
     for field_, k in (("lms_id", "lms_id"), ("email", "email"), ("name", "name"), ("login", "id")):
         if m.get(field_):
-            keys.add((k, norm(m[field_])))
-    if m.get("layout") == "canvas":
+            keys.add((k, f(m[field_])))
+    if m.get("layout") == "canvas" and f is norm:
         keys.add(("canvas", ident))
     return keys
 
 
-def match(rows: list[dict], subs: list[Submission]) -> Match:
-    out = Match(rows=len(rows))
+def _index(rows: list[dict], f) -> dict[tuple[str, str], list[int]]:
     index: dict[tuple[str, str], list[int]] = {}
     for i, r in enumerate(rows):
         for k in ("id", "name", "email", "lms_id"):
             if r[k]:
-                index.setdefault((k, norm(r[k])), []).append(i)
-        for ck in _canvas_key(r["name"]) if r["name"] else ():
+                index.setdefault((k, f(r[k])), []).append(i)
+        for ck in (_canvas_key(r["name"]) if r["name"] and f is norm else ()):
             index.setdefault(("canvas", ck), []).append(i)
+    return index
+
+
+def match(rows: list[dict], subs: list[Submission]) -> Match:
+    """Exact matches first (``alice`` is the row ``alice``, ``Alice`` the row ``Alice``), then the
+    rest ignoring case and spacing, preferring a roster row no other submission matched."""
+    out = Match(rows=len(rows))
+    exact_index, loose_index = _index(rows, exact), _index(rows, norm)
     used: dict[int, list[str]] = {}
-    for s in subs:
-        hits = sorted({i for key in _keys(s) for i in index.get(key, [])})
+    exact_hits = {s.student: sorted({i for key in _keys(s, exact) for i in exact_index.get(key, [])}) for s in subs}
+    for s in sorted(subs, key=lambda s: not exact_hits[s.student]):  # exact matches first
+        hits = exact_hits[s.student]
+        if not hits:
+            hits = sorted({i for key in _keys(s) for i in loose_index.get(key, [])})
+        hits = sorted(hits, key=lambda i: i in used)  # a row nobody matched yet first (stable)
         if not hits:
             out.unmatched.append(s.student)
             continue
         if len(hits) > 1:
-            out.warnings.append(f"{shown(s.student)} matches {len(hits)} roster rows; the first "
-                                f"({shown(rows[hits[0]]['id'])}) was used")
+            out.warnings.append(f"{shown(s.student)} matches {len(hits)} roster rows; "
+                                f"{shown(rows[hits[0]]['id'])} was used")
         out.matched[s.student] = rows[hits[0]]
         used.setdefault(hits[0], []).append(s.student)
     for i, names in used.items():

@@ -43,6 +43,10 @@ def _accounting(rec: dict, unmatched: list[str], missing: list[str]) -> list[str
              + f" -> {rec.get('submissions', 0)} submissions ({rec.get('rejected', 0)} rejected)"
              + (f" + {len(missing)} missing from the roster" if missing else "")
              + f" = {rec.get('rows_written', 0)} rows written."]
+    if rec.get("grouped"):
+        lines += ["", "Rows built from several entries (the platform's naming groups a student's files): "
+                     + "; ".join(f"`{_cell(k)}` <- " + ", ".join(f"`{_cell(e)}`" for e in v[:10])
+                                 for k, v in list(rec["grouped"].items())[:50])]
     if rec.get("unaccounted"):
         lines.append("Not accounted for (a grader bug, please report): " + ", ".join(map(_cell, rec["unaccounted"])))
     if missing:
