@@ -411,7 +411,7 @@ def _nb_bytes() -> bytes:
     return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])).encode()
 
 
-def test_a_folder_holding_only_a_notebook_is_that_student_alone_and_in_a_batch(tmp_path):
+def test_a_student_folder_holding_only_a_notebook_is_that_student_in_a_batch(tmp_path):
     batch = tmp_path / "batch"
     (batch / "folder_notebook").mkdir(parents=True)
     (batch / "folder_notebook" / "HW1.ipynb").write_bytes(_nb_bytes())
@@ -437,8 +437,8 @@ def test_a_folder_holding_only_a_notebook_is_that_student_alone_and_in_a_batch(t
     assert not p.problems
     (batch / "folder_notebook" / "img" / "loss.png").unlink()
     (batch / "folder_notebook" / "img").rmdir()
-    alone = discover(batch / "folder_notebook")[0]
-    assert [(s.student, s.kind, s.path.name) for s in alone] == [("folder_notebook", "ipynb", "HW1.ipynb")]
+    alone = discover(batch / "folder_notebook")[0]  # given alone, a folder of submissions: the notebook's name
+    assert [(s.student, s.kind) for s in alone] == [("HW1", "ipynb"), ("notes", "rejected")]  # every entry a row
     inbox = tmp_path / "inbox"  # negative control: a notebook beside a student folder is a batch of two
     (inbox / "bob").mkdir(parents=True)
     (inbox / "bob" / "bob.ipynb").write_bytes(_nb_bytes())

@@ -128,17 +128,6 @@ def _single_root(root: Path) -> Path:
     return kids[0] if len(kids) == 1 and kids[0].is_dir() else root
 
 
-def _lone_notebook(d: Path) -> bool:
-    """A folder holding one notebook and no folder (beside a README or data files): one student's,
-    not a batch of one (a folder beside it would make it a batch: ``inbox/alice.ipynb``, ``inbox/bob/``)."""
-    try:
-        if any(k.is_dir() and not is_junk(k.name) for k in d.iterdir()):
-            return False
-    except OSError:
-        return False
-    return platforms.folder_content(d)[1] == "ipynb"
-
-
 def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = None,
             exclude: tuple[Path, ...] = ()) -> Found:
     p = Path(path)
@@ -160,8 +149,10 @@ def collect(path: str | Path, *, layout: str = "auto", staging: Path | None = No
             raise UsageError(f"{reason}")
         sub = Submission(student_id(stem(p)), p, kind, meta={"entries": [p.name]})
         return Found(finalize([sub], warnings), warnings, "single", [p.name])
-    if layout in ("auto", "plain") and (is_submission_dir(p) or is_wrapped_submission_dir(p) or _lone_notebook(p)):
-        # a student's folder: the files in it (or under wrapping folders), or only a notebook
+    # Given alone, a folder is one submission when it holds the student files (or a repository download
+    # wrapping them); a folder holding a notebook is a folder of submissions (CONTRACT section 2: the
+    # notebook's own name is the id), as it is in a batch only one level down (platforms.folder_content).
+    if layout in ("auto", "plain") and (is_submission_dir(p) or is_wrapped_submission_dir(p)):
         path, kind = platforms.folder_content(p)
         note = f"graded {shown(path.name)}, the only submission in the folder {shown(p.name)}" if path != p else ""
         sub = Submission(student_id(p.name), path, kind, note, meta={"entries": [p.name], "source": p.name})
