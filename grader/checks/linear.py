@@ -45,7 +45,7 @@ def mutants(part, case: LayerCase, ref) -> list:
         return [("ignores_upstream", X.T @ ones)]
     if part == "b":
         return [("ignores_upstream", ones.sum(axis=0)),
-                ("wrong_axis", G.sum(axis=1), "G.sum(axis=1): summed over the outputs, not the batch")]
+                ("bias_wrong_axis", G.sum(axis=1), "G.sum(axis=1): summed over the outputs, not the batch")]
     return []
 
 
@@ -67,7 +67,7 @@ def check_linear_backward_weight(ctx):
     return check_part(ctx, cases(ctx.rng), "W", mutants)
 
 
-@check(C, "backward: dL/db", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "bias_not_summed", "bias_keepdims", "wrong_axis"))
+@check(C, "backward: dL/db", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "bias_not_summed", "bias_keepdims", "bias_wrong_axis"))
 def check_linear_backward_bias(ctx):
     """grad_b equals G.sum(axis=0) with shape (M,): the bias gradient summed over the batch."""
     return check_part(ctx, cases(ctx.rng), "b", mutants)
