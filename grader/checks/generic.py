@@ -78,7 +78,7 @@ def _safe_mutants(mutants: MutantFn, part: str, case: LayerCase, ref) -> list:
 #: causes a value check can give any part: validation, shape relations, and the scale of the error
 VALUE_CAUSES = ("wrong_type", "wrong_dtype", "wrong_shape", "not_finite", "transposed", "sign", "scale_N",
                 "scale_1_over_N", "wrong_values")
-FLOAT32_CAUSES = ("wrong_dtype", "float32_inaccurate")
+FLOAT32_CAUSES = ("wrong_dtype", "float32_inaccurate", "accumulates")
 
 
 def check_part(ctx: Context, cases: list[LayerCase], part: str, mutants: MutantFn, *, fd: bool = True) -> list[CaseResult]:
@@ -310,13 +310,29 @@ def float32_case(ctx: Context, c32: LayerCase, parts: list[str], label: str) -> 
             continue
         a = value_of(v)
         if type(a) is np.ndarray and a.dtype.kind == "f" and a.dtype != np.float32 and not (c32.loss and p == "forward"):
-            res.append(CaseResult(label, False, "wrong_dtype", f"{what} has dtype {a.dtype} for float32 inputs; "
-                                  "expected float32 (a layer keeps its input's dtype)"))
+            res.append(_accumulated_upcast(ctx, c32, p, a, label, what) or CaseResult(
+                label, False, "wrong_dtype", f"{what} has dtype {a.dtype} for float32 inputs; "
+                "expected float32 (a layer keeps its input's dtype)"))
             continue
         res.append(_compare(label, what, v, base, tol=_tol32(r64, r32, p), cause="float32_inaccurate",
                             detail="the float32 result differs from your float64 result on the same values "
                                    "by more than float32 rounding"))
     return verdict(label, res, s64, parts, c32.cls)
+
+
+def _accumulated_upcast(ctx: Context, c32: LayerCase, part: str, first: np.ndarray, label: str,
+                        what: str) -> CaseResult | None:
+    """A parameter gradient that is float64 for float32 inputs because it is added to (+=) a float64
+    buffer of the constructor: a second backward doubles it. Named as the accumulation (the upcast
+    goes away with it), not as a dtype mistake of its own."""
+    if part in ("forward", "input"):
+        return None
+    again = usable(part_value(execute(ctx.student, c32, twice=True), part, second=True), scalar_ok=True)
+    if again is None or again.shape != first.shape or rel_diff(again, 2 * first) > TOL32:
+        return None
+    return CaseResult(label, False, "accumulates", f"{what} has dtype {first.dtype} for float32 inputs and a "
+                      "second backward doubles it: it is added to (+=) the float64 zeros of the constructor "
+                      "instead of assigned")
 
 
 def check_float32(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
