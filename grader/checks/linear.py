@@ -36,7 +36,8 @@ def mutants(part, case: LayerCase, ref) -> list:
     if part == "forward":
         return [("missing_bias", X @ W, "X @ W without + b")]
     if part == "input":
-        out = [("ignores_upstream", ones @ W.T),
+        out = [("returns_weight_gradient", X.T @ G, "X.T @ G, the weight gradient grad_W (shape (D, M)), not dL/dX"),
+               ("ignores_upstream", ones @ W.T),
                ("dx_wrong_factor", G @ (X.T @ G).T, "G @ grad_W.T: the weight gradient, not W")]
         if G.shape[1] == X.shape[0]:
             out.append(("dx_wrong_factor", G @ X, "G @ X: the input, not W"))
@@ -55,7 +56,7 @@ def check_linear_forward(ctx):
     return check_part(ctx, cases(ctx.rng), "forward", mutants)
 
 
-@check(C, "backward: dL/dX", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "dx_wrong_factor"))
+@check(C, "backward: dL/dX", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "dx_wrong_factor", "returns_weight_gradient"))
 def check_linear_backward_input(ctx):
     """backward(G) returns G @ W.T, checked against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "input", mutants)
