@@ -264,8 +264,12 @@ def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str],
     return out
 
 
-def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
-    """backward is linear in the upstream gradient: backward(c * G) equals c * backward(G)."""
+def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None, *,
+                   named_scaled=None) -> list[CaseResult]:
+    """backward is linear in the upstream gradient: backward(c * G) equals c * backward(G).
+
+    ``named_scaled(case, c)``: known wrong answers (cause, array, words) for the scaled upstream c * G,
+    computed from the inputs, that name why backward is not linear in it."""
     out = []
     for case in cases:
         # always negative, so public and hidden cases see the same rule (a clip or max(G, 0) breaks it)
@@ -279,10 +283,11 @@ def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutan
             continue
         s = execute(ctx.student, case.with_upstream(up))
         ignore = "upstream_scale_ignored" if case.loss else "ignores_upstream"
+        extra = list(named_scaled(case, c)) if named_scaled else []
         res = _per_part(parts, plain, lambda p, base: _compare(
             label, _what(case, p), part_value(s, p), c * base, cause="nonlinear_upstream",
             detail=f"backward(c * G) is not c times backward(G) for c = {c:.3g}",
-            named=[(ignore, base, "scaling the upstream gradient did not change it")]))
+            named=[(ignore, base, "scaling the upstream gradient did not change it")] + extra))
         out.append(verdict(label, res, plain, parts, case.cls))
     return out
 
