@@ -43,9 +43,11 @@ def mutants(part, case: LayerCase, ref) -> list:
             out.append(("dx_wrong_factor", G @ X, "G @ X: the input, not W"))
         return out
     if part == "W":
-        return [("ignores_upstream", X.T @ ones)]
+        return [("ignores_upstream", X.T @ ones),
+                ("first_sample_only", np.outer(X[0], G[0]), "np.outer(X[0], G[0]): the first sample's term alone")]
     if part == "b":
         return [("ignores_upstream", ones.sum(axis=0)),
+                ("first_sample_only", G[0], "G[0]: the first sample's row alone"),
                 ("bias_wrong_axis", G.sum(axis=1), "G.sum(axis=1): summed over the outputs, not the batch")]
     return []
 
@@ -62,13 +64,14 @@ def check_linear_backward_input(ctx):
     return check_part(ctx, cases(ctx.rng), "input", mutants)
 
 
-@check(C, "backward: dL/dW", public=True, owns=VALUE_CAUSES + ("ignores_upstream",))
+@check(C, "backward: dL/dW", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "first_sample_only"))
 def check_linear_backward_weight(ctx):
     """grad_W equals X.T @ G (shape (D, M)), checked against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "W", mutants)
 
 
-@check(C, "backward: dL/db", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "bias_not_summed", "bias_keepdims", "bias_wrong_axis"))
+@check(C, "backward: dL/db", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "bias_not_summed", "bias_keepdims", "bias_wrong_axis",
+                                                         "first_sample_only"))
 def check_linear_backward_bias(ctx):
     """grad_b equals G.sum(axis=0) with shape (M,): the bias gradient summed over the batch."""
     return check_part(ctx, cases(ctx.rng), "b", mutants)
