@@ -48,21 +48,25 @@ def mutants(part, case: LayerCase, ref) -> list:
     N = X.shape[0]
     g = float(case.upstream)
     r = (p - y) / N
+    r3 = r * p * (1 - p) * g  # dL/dz times the sigmoid's derivative once more
+    extra = "the sigmoid's derivative p(1 - p) multiplied in once more"
     if part == "forward":
         return [("scale_N", np.sum(np.logaddexp(0, z) - y * z), "the sum, not the mean")]
     if part == "input":
         return [("upstream_scale_ignored", np.outer(r, w)), ("scale_N", np.outer(r * N * g, w)),
                 ("zero_input_gradient", np.zeros((N, X.shape[1]))),
                 ("dx_wrong_factor", X * (r * g)[:, None], "X * (p - y)[:, None] / N: built from X, not w"),
-                ("dx_wrong_factor", np.outer(r * g, X.T @ (r * g)), "built from grad_w, not w")]
+                ("dx_wrong_factor", np.outer(r * g, X.T @ (r * g)), "built from grad_w, not w"),
+                ("extra_sigmoid_derivative", np.outer(r3, w), extra)]
     if part == "w":
-        out = [("upstream_scale_ignored", X.T @ r)]
+        out = [("upstream_scale_ignored", X.T @ r), ("extra_sigmoid_derivative", X.T @ r3, extra)]
         if X.shape[0] == X.shape[1]:
             out.append(("transposed", X @ r * g))
         return out
     if part == "b":
         return [("upstream_scale_ignored", np.asarray(r.sum())),
-                ("bias_not_summed", r * g, "one value per sample, not summed")]
+                ("bias_not_summed", r * g, "one value per sample, not summed"),
+                ("extra_sigmoid_derivative", np.asarray(r3.sum()), extra)]
     return []
 
 
@@ -72,19 +76,21 @@ def check_logisticregression_forward(ctx):
     return check_part(ctx, cases(ctx.rng), "forward", mutants)
 
 
-@check(C, "backward: dL/dX", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored", "dx_wrong_factor", "zero_input_gradient"))
+@check(C, "backward: dL/dX", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored", "dx_wrong_factor", "zero_input_gradient",
+                                                                  "extra_sigmoid_derivative"))
 def check_logisticregression_backward_input(ctx):
     """backward(g) returns g * outer(p - y, w) / N, against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "input", mutants)
 
 
-@check(C, "backward: dL/dw", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored",))
+@check(C, "backward: dL/dw", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored", "extra_sigmoid_derivative"))
 def check_logisticregression_backward_weight(ctx):
     """grad_w equals g * X.T @ (p - y) / N, against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "w", mutants)
 
 
-@check(C, "backward: dL/db", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored", "bias_not_summed", "bias_keepdims"))
+@check(C, "backward: dL/db", public=True, owns=VALUE_CAUSES + ("upstream_scale_ignored", "bias_not_summed", "bias_keepdims",
+                                                                 "extra_sigmoid_derivative"))
 def check_logisticregression_backward_bias(ctx):
     """grad_b equals g * sum(p - y) / N, with the shape () of b."""
     return check_part(ctx, cases(ctx.rng), "b", mutants)
