@@ -236,8 +236,28 @@ def check_twice(ctx: Context, cases: list[LayerCase], parts: list[str], mutants:
             detail="the second backward gave a different answer than the first",
             named=[("accumulates", 2 * base, "the second backward gave twice the first answer: the gradient was "
                     "added to, not assigned")]))
-        out.append(verdict(label, res, s, parts, case.cls))
+        res = verdict(label, res, s, parts, case.cls)
+        if not res.ok and res.cause == "mutates_cache" and case.params and _backward_changes_forward(ctx, case):
+            res = replace(res, cause="updates_parameters", detail=res.detail + "; forward on the same input gives a "
+                          "different output after backward: backward changed the parameters")
+        out.append(res)
     return out
+
+
+def _backward_changes_forward(ctx: Context, case: LayerCase) -> bool:
+    """forward(X), backward(G), forward(X) again: a second output that differs from the first means
+    backward changed what forward computes from (the parameters: an update step inside backward)."""
+    impl = ctx.student
+    try:
+        h = impl.new(case.cls, *case.ctor)
+        for name, value in case.params.items():
+            impl.set(h, name, value.copy())
+        first = usable(impl.call(h, "forward", *case.inputs), scalar_ok=True)
+        impl.call(h, "backward", case.upstream)
+        again = usable(impl.call(h, "forward", *case.inputs), scalar_ok=True)
+    except StudentError:
+        return False
+    return first is not None and again is not None and rel_diff(again, first) > SAME_TOL
 
 
 def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:

@@ -84,7 +84,7 @@ def check_linear_read_only(ctx):
 
 
 @check(C, "backward twice gives the same gradients; uses the latest forward",
-       public=True, owns=("accumulates", "mutates_cache", "stale_cache"))
+       public=True, owns=("accumulates", "mutates_cache", "stale_cache", "updates_parameters"))
 def check_linear_backward_twice(ctx):
     """Gradients are assigned, not accumulated, and backward uses the most recent forward's input."""
     cs = cases(ctx.rng, corners=False)

@@ -140,7 +140,8 @@ def check_logisticregression_read_only(ctx):
 
 
 @check(C, "backward twice, and linear in grad_output",
-       public=True, owns=("accumulates", "mutates_cache", "upstream_scale_ignored", "nonlinear_upstream", "stale_cache"))
+       public=True, owns=("accumulates", "mutates_cache", "upstream_scale_ignored", "nonlinear_upstream", "stale_cache",
+                          "updates_parameters"))
 def check_logisticregression_twice_and_upstream(ctx):
     """A second backward gives the same gradients; grad_output scales all of them."""
     cs = cases(ctx.rng, corners=False)
