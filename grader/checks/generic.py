@@ -260,8 +260,11 @@ def _backward_changes_forward(ctx: Context, case: LayerCase) -> bool:
     return first is not None and again is not None and rel_diff(again, first) > SAME_TOL
 
 
-def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
-    """After two forward calls, backward gives what it gives after the second forward alone."""
+def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None, *,
+                         two_instances: bool = False) -> list[CaseResult]:
+    """After two forward calls, backward gives what it gives after the second forward alone; with
+    ``two_instances``, also when another instance of the class ran forward in between (state kept on
+    the class, not on the instance, is shared by every layer of a network)."""
     out = []
     for case in cases:
         first = np.asarray(case.inputs[0])
@@ -280,8 +283,43 @@ def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str],
                             named=[] if stale is None else [("stale_cache", stale, "it is the gradient at the "
                                                              "first forward's input, not the latest one")])
 
-        out.append(verdict(label, _per_part(parts, plain, judge), plain, parts, case.cls))
+        res = _per_part(parts, plain, judge)
+        if two_instances:
+            res += _own_state(ctx, case, earlier, plain, parts, label, old)
+        out.append(verdict(label, res, plain, parts, case.cls))
     return out
+
+
+def _interleaved(impl, case: LayerCase, other: tuple) -> Run:
+    """Two instances with the same parameters: A.forward(X), B.forward(other), then A's backward."""
+    run = Run()
+    try:
+        a, b = impl.new(case.cls, *case.ctor), impl.new(case.cls, *case.ctor)
+        for h in (a, b):
+            for name, value in case.params.items():
+                impl.set(h, name, value.copy())
+        run.forward = impl.call(a, "forward", *case.inputs)
+        impl.call(b, "forward", *other)
+        run.backward = impl.call(a, "backward", case.upstream)
+        run.grads = impl.call(a, "gradients") if case.params else None
+    except StudentError as exc:
+        run.forward = run.backward = run.grads = exc
+    return run
+
+
+def _own_state(ctx: Context, case: LayerCase, other: tuple, plain: Run, parts: list[str], label: str,
+               alone: Run) -> list:
+    """A's answers with a second instance run in between must be A's answers alone (``plain``);
+    ``alone`` is the student's run on ``other`` by itself (equal to it: A used B's cache)."""
+    s = _interleaved(ctx.student, case, other)
+
+    def judge(p, base):
+        theirs = usable(part_value(alone, p), scalar_ok=True)
+        return _compare(label, _what(case, p), part_value(s, p), base, cause="shared_state",
+                        detail="differs when another instance of the class ran forward in between",
+                        named=[] if theirs is None else [("shared_state", theirs, "it is the other instance's "
+                                                          "gradient: the cache is shared between instances")])
+    return _per_part(parts, plain, judge)
 
 
 def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None, *,

@@ -84,12 +84,14 @@ def check_linear_read_only(ctx):
 
 
 @check(C, "backward twice gives the same gradients; uses the latest forward",
-       public=True, owns=("accumulates", "mutates_cache", "stale_cache", "updates_parameters"))
+       public=True, owns=("accumulates", "mutates_cache", "stale_cache", "updates_parameters", "shared_state"))
 def check_linear_backward_twice(ctx):
-    """Gradients are assigned, not accumulated, and backward uses the most recent forward's input."""
+    """Gradients are assigned, not accumulated, and backward uses its own most recent forward's input.
+
+    "Its own": a second instance's forward in between changes nothing (a network has several Linear layers)."""
     cs = cases(ctx.rng, corners=False)
     return (check_twice(ctx, cs, ["input", "W", "b"], mutants)
-            + check_latest_forward(ctx, cs, ["input", "W", "b"], mutants))
+            + check_latest_forward(ctx, cs, ["input", "W", "b"], mutants, two_instances=True))
 
 
 @check(C, "backward is linear in the upstream gradient", public=True, owns=("ignores_upstream", "nonlinear_upstream"))
