@@ -78,7 +78,7 @@ def _safe_mutants(mutants: MutantFn, part: str, case: LayerCase, ref) -> list:
 #: causes a value check can give any part: validation, shape relations, and the scale of the error
 VALUE_CAUSES = ("wrong_type", "wrong_dtype", "wrong_shape", "not_finite", "transposed", "sign", "scale_N",
                 "scale_1_over_N", "wrong_values")
-FLOAT32_CAUSES = ("wrong_dtype", "float32_inaccurate", "accumulates")
+FLOAT32_CAUSES = ("wrong_dtype", "float32_inaccurate")
 
 
 def check_part(ctx: Context, cases: list[LayerCase], part: str, mutants: MutantFn, *, fd: bool = True) -> list[CaseResult]:
@@ -236,35 +236,12 @@ def check_twice(ctx: Context, cases: list[LayerCase], parts: list[str], mutants:
             detail="the second backward gave a different answer than the first",
             named=[("accumulates", 2 * base, "the second backward gave twice the first answer: the gradient was "
                     "added to, not assigned")]))
-        res = verdict(label, res, s, parts, case.cls)
-        if not res.ok and res.cause == "mutates_cache" and case.params and _backward_changes_forward(ctx, case):
-            res = replace(res, cause="updates_parameters", detail=res.detail + "; forward on the same input gives a "
-                          "different output after backward: backward changed the parameters")
-        out.append(res)
+        out.append(verdict(label, res, s, parts, case.cls))
     return out
 
 
-def _backward_changes_forward(ctx: Context, case: LayerCase) -> bool:
-    """forward(X), backward(G), forward(X) again: a second output that differs from the first means
-    backward changed what forward computes from (the parameters: an update step inside backward)."""
-    impl = ctx.student
-    try:
-        h = impl.new(case.cls, *case.ctor)
-        for name, value in case.params.items():
-            impl.set(h, name, value.copy())
-        first = usable(impl.call(h, "forward", *case.inputs), scalar_ok=True)
-        impl.call(h, "backward", case.upstream)
-        again = usable(impl.call(h, "forward", *case.inputs), scalar_ok=True)
-    except StudentError:
-        return False
-    return first is not None and again is not None and rel_diff(again, first) > SAME_TOL
-
-
-def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None, *,
-                         two_instances: bool = False) -> list[CaseResult]:
-    """After two forward calls, backward gives what it gives after the second forward alone; with
-    ``two_instances``, also when another instance of the class ran forward in between (state kept on
-    the class, not on the instance, is shared by every layer of a network)."""
+def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
+    """After two forward calls, backward gives what it gives after the second forward alone."""
     out = []
     for case in cases:
         first = np.asarray(case.inputs[0])
@@ -283,43 +260,8 @@ def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str],
                             named=[] if stale is None else [("stale_cache", stale, "it is the gradient at the "
                                                              "first forward's input, not the latest one")])
 
-        res = _per_part(parts, plain, judge)
-        if two_instances:
-            res += _own_state(ctx, case, earlier, plain, parts, label, old)
-        out.append(verdict(label, res, plain, parts, case.cls))
+        out.append(verdict(label, _per_part(parts, plain, judge), plain, parts, case.cls))
     return out
-
-
-def _interleaved(impl, case: LayerCase, other: tuple) -> Run:
-    """Two instances with the same parameters: A.forward(X), B.forward(other), then A's backward."""
-    run = Run()
-    try:
-        a, b = impl.new(case.cls, *case.ctor), impl.new(case.cls, *case.ctor)
-        for h in (a, b):
-            for name, value in case.params.items():
-                impl.set(h, name, value.copy())
-        run.forward = impl.call(a, "forward", *case.inputs)
-        impl.call(b, "forward", *other)
-        run.backward = impl.call(a, "backward", case.upstream)
-        run.grads = impl.call(a, "gradients") if case.params else None
-    except StudentError as exc:
-        run.forward = run.backward = run.grads = exc
-    return run
-
-
-def _own_state(ctx: Context, case: LayerCase, other: tuple, plain: Run, parts: list[str], label: str,
-               alone: Run) -> list:
-    """A's answers with a second instance run in between must be A's answers alone (``plain``);
-    ``alone`` is the student's run on ``other`` by itself (equal to it: A used B's cache)."""
-    s = _interleaved(ctx.student, case, other)
-
-    def judge(p, base):
-        theirs = usable(part_value(alone, p), scalar_ok=True)
-        return _compare(label, _what(case, p), part_value(s, p), base, cause="shared_state",
-                        detail="differs when another instance of the class ran forward in between",
-                        named=[] if theirs is None else [("shared_state", theirs, "it is the other instance's "
-                                                          "gradient: the cache is shared between instances")])
-    return _per_part(parts, plain, judge)
 
 
 def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None, *,
@@ -373,29 +315,13 @@ def float32_case(ctx: Context, c32: LayerCase, parts: list[str], label: str) -> 
             continue
         a = value_of(v)
         if type(a) is np.ndarray and a.dtype.kind == "f" and a.dtype != np.float32 and not (c32.loss and p == "forward"):
-            res.append(_accumulated_upcast(ctx, c32, p, a, label, what) or CaseResult(
-                label, False, "wrong_dtype", f"{what} has dtype {a.dtype} for float32 inputs; "
-                "expected float32 (a layer keeps its input's dtype)"))
+            res.append(CaseResult(label, False, "wrong_dtype", f"{what} has dtype {a.dtype} for float32 inputs; "
+                                  "expected float32 (a layer keeps its input's dtype)"))
             continue
         res.append(_compare(label, what, v, base, tol=_tol32(r64, r32, p), cause="float32_inaccurate",
                             detail="the float32 result differs from your float64 result on the same values "
                                    "by more than float32 rounding"))
     return verdict(label, res, s64, parts, c32.cls)
-
-
-def _accumulated_upcast(ctx: Context, c32: LayerCase, part: str, first: np.ndarray, label: str,
-                        what: str) -> CaseResult | None:
-    """A parameter gradient that is float64 for float32 inputs because it is added to (+=) a float64
-    buffer of the constructor: a second backward doubles it. Named as the accumulation (the upcast
-    goes away with it), not as a dtype mistake of its own."""
-    if part in ("forward", "input"):
-        return None
-    again = usable(part_value(execute(ctx.student, c32, twice=True), part, second=True), scalar_ok=True)
-    if again is None or again.shape != first.shape or rel_diff(again, 2 * first) > TOL32:
-        return None
-    return CaseResult(label, False, "accumulates", f"{what} has dtype {first.dtype} for float32 inputs and a "
-                      "second backward doubles it: it is added to (+=) the float64 zeros of the constructor "
-                      "instead of assigned")
 
 
 def check_float32(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:

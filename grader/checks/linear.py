@@ -6,6 +6,7 @@ import numpy as np
 from .base import check
 from .generic import (FLOAT32_CAUSES, VALUE_CAUSES, check_float32, check_latest_forward, check_part, check_read_only,
                       check_twice, check_upstream, distinct_dims)
+from .hypotheses import check_own_state, name_accumulated_upcast, name_parameter_updates
 from .runs import LayerCase
 
 C = "Linear"
@@ -89,9 +90,9 @@ def check_linear_backward_twice(ctx):
     """Gradients are assigned, not accumulated, and backward uses its own most recent forward's input.
 
     "Its own": a second instance's forward in between changes nothing (a network has several Linear layers)."""
-    cs = cases(ctx.rng, corners=False)
-    return (check_twice(ctx, cs, ["input", "W", "b"], mutants)
-            + check_latest_forward(ctx, cs, ["input", "W", "b"], mutants, two_instances=True))
+    cs, parts = cases(ctx.rng, corners=False), ["input", "W", "b"]
+    return (name_parameter_updates(ctx, cs, check_twice(ctx, cs, parts, mutants))
+            + check_own_state(ctx, cs, parts, check_latest_forward(ctx, cs, parts, mutants)))
 
 
 @check(C, "backward is linear in the upstream gradient", public=True, owns=("ignores_upstream", "nonlinear_upstream"))
@@ -100,7 +101,8 @@ def check_linear_upstream(ctx):
     return check_upstream(ctx, cases(ctx.rng, corners=False), ["input", "W", "b"], mutants)
 
 
-@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES)
+@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES + ("accumulates",))
 def check_linear_float32(ctx):
     """With float32 inputs and parameters every output and gradient is float32 and accurate."""
-    return check_float32(ctx, cases(ctx.rng, corners=False), PARTS, mutants)
+    cs = cases(ctx.rng, corners=False)
+    return name_accumulated_upcast(ctx, [c.astype(np.float32) for c in cs], check_float32(ctx, cs, PARTS, mutants))

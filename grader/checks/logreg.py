@@ -8,6 +8,7 @@ import numpy as np
 from .base import CaseResult, check
 from .generic import (FLOAT32_CAUSES, VALUE_CAUSES, check_latest_forward, check_part, check_read_only, check_twice,
                       check_upstream, distinct_dims, float32_case, judge_part, rel_diff, stability_case, usable)
+from .hypotheses import name_accumulated_upcast, name_parameter_updates
 from .runs import LayerCase, execute, grad_of, reference_run
 
 C = "LogisticRegression"
@@ -145,19 +146,19 @@ def check_logisticregression_read_only(ctx):
 def check_logisticregression_twice_and_upstream(ctx):
     """A second backward gives the same gradients; grad_output scales all of them."""
     cs = cases(ctx.rng, corners=False)
-    return (check_twice(ctx, cs, ["input", "w", "b"], mutants) + check_upstream(ctx, cs, ["input", "w", "b"], mutants)
-            + check_latest_forward(ctx, cs, ["input", "w", "b"], mutants))
+    return (name_parameter_updates(ctx, cs, check_twice(ctx, cs, ["input", "w", "b"], mutants))
+            + check_upstream(ctx, cs, ["input", "w", "b"], mutants) + check_latest_forward(ctx, cs, ["input", "w", "b"], mutants))
 
 
-@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES + ("int_labels_upcast",))
+@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES + ("int_labels_upcast", "accumulates"))
 def check_logisticregression_float32(ctx):
     """float32 X, w and b give float32 gradients (dL/dX included) and an accurate loss, with integer
     and with float labels."""
     N, D = distinct_dims(ctx.rng, (6, 9), (10, 14))
     ints = make_case(ctx.rng, N, D, f"N={N}, D={D}, integer labels").astype(np.float32)
     floats = make_case(ctx.rng, N, D, f"N={N}, D={D}, float32 labels", float_labels=True).astype(np.float32)
-    a = float32_case(ctx, ints, PARTS, ints.label + ", float32")
-    b = float32_case(ctx, floats, PARTS, floats.label + ", float32")
+    a, b = name_accumulated_upcast(ctx, [ints, floats], [float32_case(ctx, ints, PARTS, ints.label + ", float32"),
+                                                         float32_case(ctx, floats, PARTS, floats.label + ", float32")])
     if not a.ok and a.cause == "wrong_dtype" and b.ok:
         a = CaseResult(a.label, False, "int_labels_upcast",
                        a.detail + "; with float32 labels it is float32, so p - y with integer labels is the "
