@@ -240,14 +240,18 @@ def check_twice(ctx: Context, cases: list[LayerCase], parts: list[str], mutants:
     return out
 
 
-def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
-    """After two forward calls, backward gives what it gives after the second forward alone."""
+def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None, *,
+                         plain_runs: list | None = None) -> list[CaseResult]:
+    """After two forward calls, backward gives what it gives after the second forward alone.
+    ``plain_runs``, if given, receives each case's plain run (for a later pass, without a new call)."""
     out = []
     for case in cases:
         first = np.asarray(case.inputs[0])
         earlier = (first[::-1] * 0.5 + ctx.rng.standard_normal(first.shape).astype(first.dtype),) + tuple(case.inputs[1:])
         label = case.label + ", backward after two forward calls"
         plain = execute(ctx.student, case)
+        if plain_runs is not None:
+            plain_runs.append(plain)
         if isinstance(plain.forward, StudentError):
             out.append(error_case(label, plain.forward, case.cls))
             continue

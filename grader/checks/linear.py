@@ -90,9 +90,9 @@ def check_linear_backward_twice(ctx):
     """Gradients are assigned, not accumulated, and backward uses its own most recent forward's input.
 
     "Its own": a second instance's forward in between changes nothing (a network has several Linear layers)."""
-    cs, parts = cases(ctx.rng, corners=False), ["input", "W", "b"]
+    cs, parts, plain = cases(ctx.rng, corners=False), ["input", "W", "b"], []
     return (name_parameter_updates(ctx, cs, check_twice(ctx, cs, parts, mutants))
-            + check_own_state(ctx, cs, parts, check_latest_forward(ctx, cs, parts, mutants)))
+            + check_own_state(ctx, cs, parts, check_latest_forward(ctx, cs, parts, mutants, plain_runs=plain), plain))
 
 
 @check(C, "backward is linear in the upstream gradient", public=True, owns=("ignores_upstream", "nonlinear_upstream"))
