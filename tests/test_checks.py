@@ -248,3 +248,19 @@ def test_bob_loses_only_the_bias_checks_and_mnist_names_the_bias(tmp_path):
     assert "Fix first:" in top
     assert md.count("gradient of b (grad_b) has shape") == 4  # the public check's cases only; hidden refers to it
     assert "Same cause as above" in md
+
+
+def test_an_ambiguous_corner_case_takes_the_cause_its_check_names():
+    """One mistake, one cause: for N = 1 a (1,) bias gradient is both "not summed" and "keepdims"; the
+    case takes the cause the check's unambiguous cases name, and keeps its own when none does."""
+    from grader.checks.base import CaseResult, reconcile
+
+    G1 = np.ones((1, 3))
+    f = diagnose_array(np.ones((1, 3)), G1.sum(axis=0), tol=1e-9, what="grad_b", bias_of=(1, 3))
+    assert f.cause == "bias_not_summed" and f.also == ("bias_keepdims",)
+    corner = CaseResult("N=1", False, f.cause, f.detail, f.also)
+    firm = CaseResult("N=6", False, "bias_keepdims", "x")
+    assert [c.cause for c in reconcile([firm, corner])] == ["bias_keepdims", "bias_keepdims"]
+    other = CaseResult("N=6", False, "sign", "x")
+    assert [c.cause for c in reconcile([other, corner])] == ["sign", "bias_not_summed"]
+    assert reconcile([CaseResult("ok", True)])[0].ok

@@ -9,7 +9,7 @@ lets an exception escape, so one broken check cannot stop the others.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -33,6 +33,7 @@ class CaseResult:
     ok: bool
     cause: str | None = None
     detail: str = ""
+    also: tuple = ()                    #: other causes equally consistent with this case (see reconcile)
 
 
 @dataclass
@@ -137,7 +138,7 @@ def run_check(spec: CheckSpec, student, reference, *, secret: str | None) -> Che
     ctx = Context(student, reference, rng, visibility)
     result = CheckResult(spec.id, spec.component, spec.title, visibility, note=spec.note)
     try:
-        result.cases = spec.func(ctx)
+        result.cases = reconcile(spec.func(ctx))
     except StudentError as exc:
         result.cases = [error_case("setup", exc)]
     except Exception as exc:  # a bug of the grader itself must not cost the student the batch
@@ -203,4 +204,16 @@ def error_case(label: str, exc: StudentError, what: str = "") -> CaseResult:
 
 
 def finding_case(label: str, f: Finding) -> CaseResult:
-    return CaseResult(label, f.ok, None if f.ok else f.cause, "" if f.ok else f.detail)
+    return CaseResult(label, f.ok, None if f.ok else f.cause, "" if f.ok else f.detail, () if f.ok else f.also)
+
+
+def reconcile(cases: list[CaseResult]) -> list[CaseResult]:
+    """One mistake, one cause: a case whose answer is equally consistent with several causes (a corner
+    such as N = 1, where a (1,) array is both the per-sample losses and a kept axis) takes the cause
+    the unambiguous failing cases of the same check name, when that is one of its alternatives."""
+    firm = [c.cause for c in cases if not c.ok and not c.also]
+    out = []
+    for c in cases:
+        pick = [x for x in firm if x in c.also] if not c.ok and c.also else []
+        out.append(replace(c, cause=max(pick, key=pick.count), also=()) if pick else c)
+    return out

@@ -240,14 +240,18 @@ def check_twice(ctx: Context, cases: list[LayerCase], parts: list[str], mutants:
     return out
 
 
-def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
-    """After two forward calls, backward gives what it gives after the second forward alone."""
+def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None, *,
+                         plain_runs: list | None = None) -> list[CaseResult]:
+    """After two forward calls, backward gives what it gives after the second forward alone.
+    ``plain_runs``, if given, receives each case's plain run (for a later pass, without a new call)."""
     out = []
     for case in cases:
         first = np.asarray(case.inputs[0])
         earlier = (first[::-1] * 0.5 + ctx.rng.standard_normal(first.shape).astype(first.dtype),) + tuple(case.inputs[1:])
         label = case.label + ", backward after two forward calls"
         plain = execute(ctx.student, case)
+        if plain_runs is not None:
+            plain_runs.append(plain)
         if isinstance(plain.forward, StudentError):
             out.append(error_case(label, plain.forward, case.cls))
             continue
@@ -264,8 +268,12 @@ def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str],
     return out
 
 
-def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None) -> list[CaseResult]:
-    """backward is linear in the upstream gradient: backward(c * G) equals c * backward(G)."""
+def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutants: MutantFn = None, *,
+                   named_scaled=None) -> list[CaseResult]:
+    """backward is linear in the upstream gradient: backward(c * G) equals c * backward(G).
+
+    ``named_scaled(case, c)``: known wrong answers (cause, array, words) for the scaled upstream c * G,
+    computed from the inputs, that name why backward is not linear in it."""
     out = []
     for case in cases:
         # always negative, so public and hidden cases see the same rule (a clip or max(G, 0) breaks it)
@@ -279,10 +287,11 @@ def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutan
             continue
         s = execute(ctx.student, case.with_upstream(up))
         ignore = "upstream_scale_ignored" if case.loss else "ignores_upstream"
+        extra = list(named_scaled(case, c)) if named_scaled else []
         res = _per_part(parts, plain, lambda p, base: _compare(
             label, _what(case, p), part_value(s, p), c * base, cause="nonlinear_upstream",
             detail=f"backward(c * G) is not c times backward(G) for c = {c:.3g}",
-            named=[(ignore, base, "scaling the upstream gradient did not change it")]))
+            named=[(ignore, base, "scaling the upstream gradient did not change it")] + extra))
         out.append(verdict(label, res, plain, parts, case.cls))
     return out
 

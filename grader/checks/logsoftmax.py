@@ -1,11 +1,15 @@
 """Checks of ``LogSoftmax``: rows independent, stable for huge logits, the softmax Jacobian."""
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
+
 import numpy as np
 
+from ..sandbox.oracle import StudentError
 from .base import CaseResult, check
 from .generic import (FLOAT32_CAUSES, VALUE_CAUSES, verdict, check_float32, check_latest_forward, check_part,
-                      check_read_only, check_twice, check_upstream, distinct_dims, stability_case, usable)
+                      check_read_only, check_twice, check_upstream, distinct_dims, rel_diff, stability_case, usable)
 from .runs import LayerCase, execute
 
 C = "LogSoftmax"
@@ -50,8 +54,13 @@ def mutants(part, case: LayerCase, ref) -> list:
                ("returns_softmax", S, "softmax(T), not log-softmax"),
                ("row_offset", Y + row_max, "T - log(sum(exp(T - max))): the max is never added back"),
                ("mean_not_sum", Y + np.log(K), "log of the mean of exp, not of the sum")]
-    if T.shape[0] == T.shape[1]:
-        wrong_y.append(("missing_keepdims", T - _lse(T, 1).ravel()[None, :], "logsumexp without keepdims"))
+    if T.shape[0] == T.shape[1]:  # (N,) against (N, K) raises unless N == K; then it lines up with the columns
+        s_col = T - T.max(axis=1)[None, :]
+        wrong_y += [("missing_keepdims", T - _lse(T, 1).ravel()[None, :], "logsumexp without keepdims"),
+                    ("missing_keepdims", s_col - _lse(s_col, 1), "T.max(axis=1) without keepdims"),
+                    ("missing_keepdims", (T - row_max) - _lse(T - row_max, 1).ravel()[None, :],
+                     "log(sum(exp(T - max), axis=1)) without keepdims"),
+                    ("missing_keepdims", s_col - _lse(s_col, 1).ravel()[None, :], "the max and the sum without keepdims")]
     if part == "forward":
         return wrong_y
     if part == "input":
@@ -73,7 +82,46 @@ def mutants(part, case: LayerCase, ref) -> list:
     return []
 
 
+def _keepdims_explains_errors(ctx) -> bool:
+    """Whether the student's errors are those of a row reduction without keepdims: on a fixed probe
+    the layer raises for N != K, and for N == K (where (N,) lines up with the columns instead of
+    raising) its answer is one of the missing-keepdims answers computed from the inputs. Judged on
+    the student's answers and the inputs only (no reference call), message text unread."""
+    rng = np.random.default_rng(20240)
+    bad = execute(ctx.student, make_case(rng, 6, 9, "probe N != K"))
+    if not any(isinstance(v, StudentError) and v.kind == "exception" for v in (bad.forward, bad.backward)):
+        return False
+    square = make_case(rng, 7, 7, "probe N == K")
+    s = execute(ctx.student, square)
+    T = square.inputs[0]
+    right = {"forward": T - _lse(T, 1), "input": _backward_at(T - _lse(T, 1), square.upstream)}
+    for part, got in (("forward", s.forward), ("input", s.backward)):
+        got = usable(got)
+        if got is None or got.shape != T.shape:
+            continue
+        for cause, alt, *_ in mutants(part, square, None):
+            if cause == "missing_keepdims" and rel_diff(got, alt) <= 1e-6 and rel_diff(alt, right[part]) > 1e-3:
+                return True
+    return False
+
+
+def names_row_reductions(func):
+    """Wrap a check body: when the layer raises because a row reduction lost its axis (see
+    :func:`_keepdims_explains_errors`), its errors are named missing_keepdims, not a bare exception."""
+    @functools.wraps(func)
+    def wrapped(ctx):
+        out = func(ctx)
+        if any(not r.ok and r.cause == "exception" for r in out) and _keepdims_explains_errors(ctx):
+            note = (" (with N == K the same code runs and lines its (N,) result up with the columns: a reduction "
+                    "over axis=1 without keepdims=True)")
+            out = [replace(r, cause="missing_keepdims", detail=r.detail + note)
+                   if not r.ok and r.cause == "exception" else r for r in out]
+        return out
+    return wrapped
+
+
 @check(C, "forward: T - logsumexp(T)", public=True, owns=VALUE_CAUSES + WRONG_Y)
+@names_row_reductions
 def check_logsoftmax_forward(ctx):
     """The output equals T - logsumexp(T, axis=1, keepdims=True), also for N = 1 and N == K."""
     return check_part(ctx, cases(ctx.rng), "forward", mutants)
@@ -81,12 +129,14 @@ def check_logsoftmax_forward(ctx):
 
 @check(C, "backward: G - softmax(T) * sum(G)",
        public=True, owns=VALUE_CAUSES + WRONG_Y + ("softmax_jacobian", "softmax_not_normalised", "ignores_upstream"))
+@names_row_reductions
 def check_logsoftmax_backward(ctx):
     """backward(G) equals G - softmax(T) * G.sum(axis=1, keepdims=True), against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "input", mutants)
 
 
-@check(C, "stable for logits of 1e3 and 1e5", public=True, owns=("unstable", "not_finite"))
+@check(C, "stable for logits of 1e3 and 1e5", public=True, owns=("unstable", "not_finite", "missing_keepdims"))
+@names_row_reductions
 def check_logsoftmax_stability(ctx):
     """Logits of size 1e3 and 1e5 (and all-equal rows): finite, exact outputs and gradients."""
     rng = ctx.rng
@@ -101,6 +151,7 @@ def check_logsoftmax_stability(ctx):
 
 
 @check(C, "rows are independent", public=True, owns=("wrong_axis", "missing_keepdims"))
+@names_row_reductions
 def check_logsoftmax_row_independence(ctx):
     """Changing one row of T changes only that row of the output (normalising over axis=1)."""
     rng = ctx.rng
@@ -124,14 +175,17 @@ def check_logsoftmax_row_independence(ctx):
     return [CaseResult(label, True)]
 
 
-@check(C, "inputs are not modified", public=True, owns=("modifies_input",))
+@check(C, "inputs are not modified", public=True, owns=("modifies_input", "missing_keepdims"))
+@names_row_reductions
 def check_logsoftmax_read_only(ctx):
     """forward and backward work on read-only arrays and leave T and G unchanged."""
     return check_read_only(ctx, cases(ctx.rng, corners=False), ["forward", "input"])
 
 
 @check(C, "backward twice, and linear in G",
-       public=True, owns=("accumulates", "mutates_cache", "ignores_upstream", "nonlinear_upstream", "stale_cache"))
+       public=True, owns=("accumulates", "mutates_cache", "ignores_upstream", "nonlinear_upstream", "stale_cache",
+                   "missing_keepdims"))
+@names_row_reductions
 def check_logsoftmax_twice_and_upstream(ctx):
     """A second backward gives the same result; scaling G scales it; backward uses the latest forward."""
     cs = cases(ctx.rng, corners=False)
@@ -139,7 +193,8 @@ def check_logsoftmax_twice_and_upstream(ctx):
             + check_latest_forward(ctx, cs, ["input"], mutants))
 
 
-@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES)
+@check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES + ("missing_keepdims",))
+@names_row_reductions
 def check_logsoftmax_float32(ctx):
     """float32 logits and upstream gradient give float32 results."""
     return check_float32(ctx, cases(ctx.rng, corners=False), ["forward", "input"], mutants)

@@ -45,7 +45,8 @@ def mutants(part, case: LayerCase, ref) -> list:
                 ("wrong_index", -np.take(lp, t).mean() if mean else -np.take(lp, t).sum(),
                  "np.take without axis picks from the flattened array"),
                 ("wrong_index", -lp.sum() / (N if mean else 1), "sums every log-probability, not only the targets'"),
-                ("not_reduced", -picked, "the per-sample losses, shape (N,)")]
+                ("not_reduced", -picked, "the per-sample losses, shape (N,)")] + (
+                [("mean_over_all_entries", total / (N * K), "the sum divided by N*K = log_probs.size")] if mean else [])
     if part == "input":
         scale = 1.0 / N if mean else 1.0
         onehot = np.zeros_like(lp)
@@ -58,12 +59,13 @@ def mutants(part, case: LayerCase, ref) -> list:
                 ("wrong_index", -cols * g * scale, "the columns target, not one entry per row"),
                 ("wrong_index", -flat.reshape(lp.shape) * g * scale, "flat indices: np.take/np.put without axis"),
                 ("wrong_batch_size", -onehot * g / K, "divided by K, the number of classes"),
+                ("mean_over_all_entries", -onehot * g * scale / K, "divided by N*K = log_probs.size, not by N"),
                 ("fused_softmax_gradient", (np.exp(lp) - onehot) * g * scale, "softmax - one-hot")]
     return []
 
 
 VALUE = VALUE_CAUSES + ("wrong_reduction", "wrong_index", "not_reduced", "scalar_keepdims", "upstream_scale_ignored",
-                        "wrong_batch_size", "fused_softmax_gradient")
+                        "wrong_batch_size", "fused_softmax_gradient", "mean_over_all_entries")
 
 
 def _value_cases(ctx, cs, part) -> list[CaseResult]:

@@ -37,8 +37,18 @@ def mutants(part, case: LayerCase, ref) -> list:
         return [("relu_at_zero", G * (X >= 0)), ("ignores_upstream", (X > 0).astype(np.float64)),
                 ("relu_inverted_mask", G * (X < 0), "G * (X < 0)"), ("relu_inverted_mask", G * (X <= 0), "G * (X <= 0)"),
                 ("relu_output_mask", G * np.maximum(X, 0), "G * max(X, 0)"),
-                ("relu_of_gradient", np.maximum(G, 0), "np.maximum(G, 0)")]
+                ("relu_of_gradient", np.maximum(G, 0), "np.maximum(G, 0)"),
+                ("relu_of_gradient", np.maximum(G, 0) * (X > 0), "np.maximum(G, 0) * (X > 0)"),
+                ("relu_mask_all_ones", G, "G unchanged: the mask is 1 everywhere")]
     return []
+
+
+def _scaled_upstream(case: LayerCase, c: float) -> list:
+    """Answers to backward(c * G) that are ReLU applied to the (scaled) upstream gradient."""
+    X = np.asarray(case.inputs[0], dtype=np.float64)
+    cG = c * np.asarray(case.upstream, dtype=np.float64)
+    words = "the negative entries of the upstream gradient were cut to 0: ReLU applied to G"
+    return [("relu_of_gradient", np.maximum(cG, 0), words), ("relu_of_gradient", np.maximum(cG, 0) * (X > 0), words)]
 
 
 @check(C, "forward: max(X, 0)", public=True, owns=VALUE_CAUSES + ("leaky_relu",))
@@ -47,7 +57,8 @@ def check_relu_forward(ctx):
     return check_part(ctx, cases(ctx.rng), "forward", mutants)
 
 
-@check(C, "backward: G * (X > 0)", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "relu_inverted_mask", "relu_output_mask", "relu_of_gradient"))
+@check(C, "backward: G * (X > 0)", public=True, owns=VALUE_CAUSES + ("ignores_upstream", "relu_inverted_mask", "relu_output_mask", "relu_of_gradient",
+                                                                 "relu_mask_all_ones"))
 def check_relu_backward(ctx):
     """backward(G) passes G where X > 0 and 0 elsewhere, against the reference and central differences."""
     return check_part(ctx, cases(ctx.rng), "input", mutants)
@@ -89,11 +100,12 @@ def check_relu_read_only(ctx):
 
 
 @check(C, "backward is linear in G and uses the latest forward",
-       public=True, owns=("ignores_upstream", "nonlinear_upstream", "stale_cache"))
+       public=True, owns=("ignores_upstream", "nonlinear_upstream", "stale_cache", "relu_of_gradient"))
 def check_relu_upstream(ctx):
     """Scaling G scales dL/dX by the same factor; after two forwards the mask of the second is used."""
     cs = cases(ctx.rng, corners=False)
-    return check_upstream(ctx, cs, ["input"], mutants) + check_latest_forward(ctx, cs, ["input"], mutants)
+    return (check_upstream(ctx, cs, ["input"], mutants, named_scaled=_scaled_upstream)
+            + check_latest_forward(ctx, cs, ["input"], mutants))
 
 
 @check(C, "float32 in, float32 out", public=True, owns=FLOAT32_CAUSES)

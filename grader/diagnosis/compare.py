@@ -31,6 +31,9 @@ class Finding:
     ok: bool
     cause: str | None = None
     detail: str = ""
+    #: other causes this very value is equally consistent with (e.g. a (1,) bias gradient for N = 1 is
+    #: both "not summed" and "keepdims"); the check then takes the one its other cases name
+    also: tuple = ()
 
 
 OK = Finding(True)
@@ -110,10 +113,10 @@ def diagnose_array(value, desired: np.ndarray, *, tol: float, what: str, scalar_
     if err <= tol:
         return OK
     # Wrong values: try to name the bug.
-    for cause, candidate, note in _mutant_items(mutants):
-        c = np.asarray(candidate, dtype=np.float64)
-        if c.shape == arr.shape and np.all(np.isfinite(c)) and error_stats(arr, c, max(tol, 1e-6))[0] <= max(tol, 1e-6):
-            return Finding(False, cause, f"{what}{note}: {summary}")
+    hits = [(cause, note) for cause, candidate, note in _mutant_items(mutants) if _equals(arr, candidate, tol)]
+    if hits:
+        cause, note = hits[0]
+        return Finding(False, cause, f"{what}{note}: {summary}", _others(cause, [c for c, _ in hits]))
     if desired.size == 1:
         return _scalar_finding(arr, desired, what, batch, err, tol, unstable_context)
     a = arr.astype(np.float64).ravel()
@@ -132,6 +135,16 @@ def diagnose_array(value, desired: np.ndarray, *, tol: float, what: str, scalar_
     if unstable_context:
         return Finding(False, "unstable", f"{what} is inaccurate for large inputs: {summary}")
     return Finding(False, "wrong_values", f"{what}: {summary}")
+
+
+def _equals(arr, candidate, tol) -> bool:
+    c = np.asarray(candidate, dtype=np.float64)
+    return c.shape == arr.shape and bool(np.all(np.isfinite(c))) and \
+        error_stats(arr, c, max(tol, 1e-6))[0] <= max(tol, 1e-6)
+
+
+def _others(cause, causes) -> tuple:
+    return tuple(dict.fromkeys(c for c in causes if c != cause))
 
 
 def _mutant_items(mutants):
@@ -182,18 +195,22 @@ def _scale_cause(s: float, batch: int | None):
 def _shape_finding(arr, desired, what, bias_of, mutants, tol) -> Finding:
     got, want = arr.shape, desired.shape
     base = f"{what} has shape {got}; expected {want}"
+    hits = [(c, note) for c, candidate, note in _mutant_items(mutants) if _equals(arr, candidate, tol)]
+    named = [c for c, _ in hits]
     if bias_of is not None:
+        keep = got == (1,) + tuple(want)  # with N == 1 the batch axis and a kept axis look the same
         if got == tuple(bias_of):
-            return Finding(False, "bias_not_summed", base + ": it still has the batch axis (one row per sample)")
-        if got == (1,) + tuple(want):
-            return Finding(False, "bias_keepdims", base)
+            words = (" (for N = 1 the batch axis and a kept axis of size 1 look the same)" if keep
+                     else ": it still has the batch axis (one row per sample)")
+            return Finding(False, "bias_not_summed", base + words,
+                           _others("bias_not_summed", (["bias_keepdims"] if keep else []) + named))
+        if keep:
+            return Finding(False, "bias_keepdims", base, _others("bias_keepdims", named))
     if want == () and got == (1,):
-        return Finding(False, "scalar_keepdims", base + ": a one-element array, not a number")
-    for cause, candidate, note in _mutant_items(mutants):
-        if np.shape(candidate) == got:
-            c = np.asarray(candidate, dtype=np.float64)
-            if error_stats(arr, c, max(tol, 1e-6))[0] <= max(tol, 1e-6):
-                return Finding(False, cause, base + note)
+        return Finding(False, "scalar_keepdims", base + ": a one-element array, not a number",
+                       _others("scalar_keepdims", named))
+    if hits:
+        return Finding(False, hits[0][0], base + hits[0][1], _others(hits[0][0], named))
     if len(got) == 2 and got == want[::-1]:
         return Finding(False, "transposed", base + " (the transpose's shape)")
     return Finding(False, "wrong_shape", base)
