@@ -18,7 +18,8 @@ from .runs import LayerCase, Run, execute, fd_finding, grad_of, judge, modified_
 MutantFn = Callable[[str, LayerCase, object], list]
 
 
-def _what(case: LayerCase, part: str) -> str:
+def describe_part(case: LayerCase, part: str) -> str:
+    """How a part of a case's result is named in feedback ("Linear.forward output", ...)."""
     if part == "forward":
         return f"{case.cls}.forward output"
     if part == "input":
@@ -53,10 +54,10 @@ def judge_part(ctx: Context, case: LayerCase, s: Run, r: Run, part: str, mutants
     bias_of = None
     if part == "b":
         bias_of = (case.batch,) if case.loss else np.shape(case.upstream)
-    res = judge(got, want, label=label, what=_what(case, part), case=case, mutants=ms,
+    res = judge(got, want, label=label, what=describe_part(case, part), case=case, mutants=ms,
                 scalar_ok=scalar_ok, bias_of=bias_of, unstable=unstable, tol=tol)
     if res.ok and fd and part != "forward" and case.dtype == np.float64:
-        f = fd_finding(ctx.ref, case, got, "X" if part == "input" else part, ctx.rng, what=_what(case, part))
+        f = fd_finding(ctx.ref, case, got, "X" if part == "input" else part, ctx.rng, what=describe_part(case, part))
         if not f.ok:
             return CaseResult(label, False, f.cause, f.detail)
     return res
@@ -146,8 +147,8 @@ def verdict(label: str, results: list, plain: Run, parts: list[str], cls: str) -
                       "no result could be checked: each one is missing, not a float array, not finite or all zero")
 
 
-def _compare(label: str, what: str, got, base, *, tol: float = SAME_TOL, cause: str, detail: str,
-             named: list = ()) -> CaseResult:
+def compare_case(label: str, what: str, got, base, *, tol: float = SAME_TOL, cause: str, detail: str,
+                 named: list = ()) -> CaseResult:
     """``got`` should equal ``base`` (both the student's); ``named``: (cause, array, words) alternatives."""
     if isinstance(got, StudentError):
         return error_case(label, got, what)
@@ -184,11 +185,11 @@ def check_read_only(ctx: Context, cases: list[LayerCase], parts: list[str], muta
         for p in ["forward"] + [q for q in parts if q != "forward"]:
             v = part_value(s, p)
             if isinstance(v, StudentError):
-                res.append(_read_only_error(label, v, part_value(plain, p), _what(case, p)))
+                res.append(_read_only_error(label, v, part_value(plain, p), describe_part(case, p)))
                 continue
             base = usable(part_value(plain, p), scalar_ok=True)
-            res.append(None if base is None else _compare(
-                label, _what(case, p), v, base, cause="modifies_input",
+            res.append(None if base is None else compare_case(
+                label, describe_part(case, p), v, base, cause="modifies_input",
                 detail="differs from the answer for the same, writable, inputs"))
         out.append(verdict(label, res, plain, parts, case.cls))
         s2 = execute(ctx.student, case, echo=True)
@@ -216,7 +217,7 @@ def _read_only_error(label: str, err: StudentError, plain, what: str) -> CaseRes
                       "into an argument)")
 
 
-def _per_part(parts: list[str], run: Run, judge) -> list:
+def per_part(parts: list[str], run: Run, judge) -> list:
     """``judge(part, value)`` for each part whose value in ``run`` is usable; None for the others."""
     out = []
     for p in parts:
@@ -231,8 +232,8 @@ def check_twice(ctx: Context, cases: list[LayerCase], parts: list[str], mutants:
     for case in cases:
         s = execute(ctx.student, case, twice=True)
         label = case.label + ", second backward"
-        res = _per_part(parts, s, lambda p, base: _compare(
-            label, _what(case, p), part_value(s, p, second=True), base, cause="mutates_cache",
+        res = per_part(parts, s, lambda p, base: compare_case(
+            label, describe_part(case, p), part_value(s, p, second=True), base, cause="mutates_cache",
             detail="the second backward gave a different answer than the first",
             named=[("accumulates", 2 * base, "the second backward gave twice the first answer: the gradient was "
                     "added to, not assigned")]))
@@ -259,12 +260,12 @@ def check_latest_forward(ctx: Context, cases: list[LayerCase], parts: list[str],
         old = execute(ctx.student, replace(case, inputs=earlier))
         def judge(p, base):
             stale = usable(part_value(old, p), scalar_ok=True)
-            return _compare(label, _what(case, p), part_value(s, p), base, cause="stale_cache",
+            return compare_case(label, describe_part(case, p), part_value(s, p), base, cause="stale_cache",
                             detail="differs from backward after that forward call alone",
                             named=[] if stale is None else [("stale_cache", stale, "it is the gradient at the "
                                                              "first forward's input, not the latest one")])
 
-        out.append(verdict(label, _per_part(parts, plain, judge), plain, parts, case.cls))
+        out.append(verdict(label, per_part(parts, plain, judge), plain, parts, case.cls))
     return out
 
 
@@ -288,8 +289,8 @@ def check_upstream(ctx: Context, cases: list[LayerCase], parts: list[str], mutan
         s = execute(ctx.student, case.with_upstream(up))
         ignore = "upstream_scale_ignored" if case.loss else "ignores_upstream"
         extra = list(named_scaled(case, c)) if named_scaled else []
-        res = _per_part(parts, plain, lambda p, base: _compare(
-            label, _what(case, p), part_value(s, p), c * base, cause="nonlinear_upstream",
+        res = per_part(parts, plain, lambda p, base: compare_case(
+            label, describe_part(case, p), part_value(s, p), c * base, cause="nonlinear_upstream",
             detail=f"backward(c * G) is not c times backward(G) for c = {c:.3g}",
             named=[(ignore, base, "scaling the upstream gradient did not change it")] + extra))
         out.append(verdict(label, res, plain, parts, case.cls))
@@ -308,7 +309,7 @@ def float32_case(ctx: Context, c32: LayerCase, parts: list[str], label: str) -> 
     s32 = execute(ctx.student, c32)
     res = []
     for p in parts:
-        what = _what(c32, p)
+        what = describe_part(c32, p)
         v = part_value(s32, p)
         if isinstance(v, StudentError):
             res.append(None if isinstance(part_value(s64, p), StudentError) else error_case(label, v, what))
@@ -322,7 +323,7 @@ def float32_case(ctx: Context, c32: LayerCase, parts: list[str], label: str) -> 
             res.append(CaseResult(label, False, "wrong_dtype", f"{what} has dtype {a.dtype} for float32 inputs; "
                                   "expected float32 (a layer keeps its input's dtype)"))
             continue
-        res.append(_compare(label, what, v, base, tol=_tol32(r64, r32, p), cause="float32_inaccurate",
+        res.append(compare_case(label, what, v, base, tol=_tol32(r64, r32, p), cause="float32_inaccurate",
                             detail="the float32 result differs from your float64 result on the same values "
                                    "by more than float32 rounding"))
     return verdict(label, res, s64, parts, c32.cls)
@@ -344,12 +345,12 @@ def stability_case(ctx: Context, case: LayerCase, parts: list[str], mutants: Mut
     for p in parts:
         got = part_value(s, p)
         if isinstance(got, StudentError):
-            res.append(None if isinstance(part_value(s2, p), StudentError) else error_case(case.label, got, _what(case, p)))
+            res.append(None if isinstance(part_value(s2, p), StudentError) else error_case(case.label, got, describe_part(case, p)))
             continue
         g = value_of(got)
         if type(g) is np.ndarray and g.dtype.kind == "f" and not np.all(np.isfinite(g)):
             n_bad = int(np.count_nonzero(~np.isfinite(g)))
-            res.append(CaseResult(case.label, False, "unstable", f"{_what(case, p)} holds {n_bad} NaN or inf value(s) "
+            res.append(CaseResult(case.label, False, "unstable", f"{describe_part(case, p)} holds {n_bad} NaN or inf value(s) "
                                   f"of {g.size} for large inputs"))
             continue
         moderate = judge_part(ctx, small, s2, r2, p, mutants)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..sandbox.oracle import StudentError
 from .base import TOL32, CaseResult, Context
-from .generic import SAME_TOL, _compare, _per_part, _what, part_value, rel_diff, usable, verdict
+from .generic import SAME_TOL, compare_case, per_part, describe_part, part_value, rel_diff, usable, verdict
 from .runs import LayerCase, Run, execute
 
 
@@ -34,7 +34,7 @@ def name_accumulated_upcast(ctx: Context, cases32: list[LayerCase], results: lis
                 again = usable(part_value(s, p, second=True), scalar_ok=True)
                 if (first is not None and again is not None and first.dtype != np.float32
                         and again.shape == first.shape and rel_diff(again, 2 * first) <= TOL32):
-                    res = replace(res, cause="accumulates", detail=f"{_what(case, p)} has dtype {first.dtype} for "
+                    res = replace(res, cause="accumulates", detail=f"{describe_part(case, p)} has dtype {first.dtype} for "
                                   "float32 inputs and a second backward doubles it: it is added to (+=) the float64 "
                                   "zeros of the constructor instead of assigned")
                     break
@@ -96,8 +96,8 @@ def check_own_state(ctx: Context, cases: list[LayerCase], parts: list[str], resu
             first = np.asarray(case.inputs[0])
             other = (first[::-1] * 0.5 + ctx.rng.standard_normal(first.shape).astype(first.dtype),) + tuple(case.inputs[1:])
             s = _interleaved(ctx.student, case, other)
-            res = verdict(res.label, _per_part(parts, plain, lambda p, base: _compare(
-                res.label, _what(case, p), part_value(s, p), base, cause="shared_state",
+            res = verdict(res.label, per_part(parts, plain, lambda p, base: compare_case(
+                res.label, describe_part(case, p), part_value(s, p), base, cause="shared_state",
                 detail="differs when another instance of the class ran forward in between")), plain, parts, case.cls)
             if not res.ok and res.cause == "shared_state" and _uses_other(ctx, case, other, s, parts):
                 res = replace(res, detail=res.detail + ": it is the other instance's answer (the cache is shared)")
