@@ -537,3 +537,21 @@ def test_a_notebook_in_a_student_folder_is_timed_by_that_folder(tmp_path):
                  "--rubric", str(rubric), "--submission-times", "mtime"]) == 0
     rows = {r["student"]: r for r in _csv.DictReader((out / "gradebook.csv").open(encoding="utf-8"))}
     assert float(rows["alice"]["late_penalty"]) == 19.5 and float(rows["bob"]["late_penalty"]) == 0  # 3 days: 30 %
+
+
+def test_an_archive_holding_only_a_notebook_is_that_notebook(tmp_path):
+    """Platforms that take only archives: hw1.zip holding HW1.ipynb (beside checkpoints and debris)."""
+    nb = _nb_bytes()
+    z = _zip(tmp_path / "alice.zip", {"hw1/HW1.ipynb": nb, "hw1/.ipynb_checkpoints/HW1-checkpoint.ipynb": nb,
+                                      "__MACOSX/hw1/._HW1.ipynb": b"\x00", "hw1/plot.png": b"\x89PNG"})
+    p = _prep(tmp_path / "a", z, "zip")
+    assert not p.problems and any("graded the notebook hw1/HW1.ipynb" in n for n in p.notes), p.notes
+    assert "class Linear" in (p.package_dir / "layers.py").read_text()
+    t = _tar(tmp_path / "bob.tar.gz", {"HW1.ipynb": nb})
+    assert not _prep(tmp_path / "b", t, "tar").problems
+    two = _zip(tmp_path / "carol.zip", {"a.ipynb": nb, "b.ipynb": nb})  # negative control: which one?
+    with pytest.raises(IntakeError, match="holds no"):
+        _prep(tmp_path / "c", two, "zip")
+    both = _zip(tmp_path / "dan.zip", {**{f"assignment/{n}": b for n, b in SRC.items()}, "HW1.ipynb": b"{}"})
+    p = _prep(tmp_path / "d", both, "zip")  # the files win: the notebook beside them is not read
+    assert not p.problems and not any("graded the notebook" in n for n in p.notes)

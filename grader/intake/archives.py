@@ -49,7 +49,7 @@ class Entry:
 class Listing:
     label: str                                   #: the submission's name, for messages
     entries: list[Entry]
-    reader: object = None                        #: callable(entry) -> bytes (capped)
+    reader: object = None                        #: callable(entry, limit=...) -> bytes (capped)
     notes: list[str] = field(default_factory=list)
 
     def children(self) -> dict[tuple[str, ...], list[Entry]]:
@@ -179,12 +179,12 @@ def list_zip(path: Path) -> Listing:
             entries.append(Entry(parts, _zip_kind(info), info.file_size, info))
     entries, notes = _last_copies(path.name, entries)
 
-    def read(e: Entry) -> bytes:
+    def read(e: Entry, limit: int = MAX_FILE_BYTES + 1) -> bytes:
         if e.ref.flag_bits & 0x1:
             raise ValueError(f"{e.name} is encrypted in the archive")
         try:
             with zipfile.ZipFile(path) as z, z.open(e.ref) as fh:
-                return fh.read(MAX_FILE_BYTES + 1)
+                return fh.read(limit)
         except Exception as exc:  # BadZipFile, zlib.error (corrupt deflate data), LZMAError, EOFError, ...
             raise ValueError(f"{e.name} could not be read from the archive ({shown(str(exc))})") from None
 
@@ -215,13 +215,13 @@ def list_tar(path: Path) -> Listing:
     except Exception as exc:  # ReadError, EOFError, zlib/lzma errors, OSError: all mean "unreadable"
         raise IntakeError(f"{shown(path.name)} is not a readable tar archive ({shown(str(exc))})") from None
 
-    def read(e: Entry) -> bytes:
+    def read(e: Entry, limit: int = MAX_FILE_BYTES + 1) -> bytes:
         try:
             with tarfile.open(path, "r:*") as tf:
                 m = tf.getmember(e.ref)
                 if not m.isreg():  # checked again: getmember returns the last member of that name
                     raise ValueError(f"{e.name} is not a regular file in the archive")
-                return tf.extractfile(m).read(MAX_FILE_BYTES + 1)
+                return tf.extractfile(m).read(limit)
         except ValueError:
             raise
         except Exception as exc:
@@ -265,13 +265,13 @@ def list_dir(root: Path) -> Listing:
     return Listing(root.name, entries, _read_path, notes)
 
 
-def _read_path(e: Entry) -> bytes:
+def _read_path(e: Entry, limit: int = MAX_FILE_BYTES + 1) -> bytes:
     try:
         fd = os.open(e.ref, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
                 raise ValueError(f"{e.name} is not a regular file")
-            return fh.read(MAX_FILE_BYTES + 1)
+            return fh.read(limit)
     except OSError as exc:
         raise ValueError(f"{e.name} could not be read ({exc.strerror or exc})") from None
 

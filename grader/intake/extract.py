@@ -6,12 +6,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .archives import MAX_FILE_BYTES, IntakeError, listing  # noqa: F401  (re-exported)
+from .archives import MAX_FILE_BYTES, IntakeError, is_junk, listing  # noqa: F401  (re-exported)
 from ..spec import current_spec
 from .discover import Submission, shown
 from .locate import read_student_files
 from .notebook_cells import SKELETON
-from .notebook import MAX_NOTEBOOK_BYTES, NotebookError, notebook_source, read_notebook  # noqa: F401
+from .notebook import MAX_NOTEBOOK_BYTES, NotebookError, notebook_modules, notebook_source, read_notebook  # noqa: F401
 
 
 
@@ -33,9 +33,39 @@ def _trusted_dir(spec) -> Path:
     return Path(importlib.import_module(spec.student_package).__file__).resolve().parent
 
 
+#: a notebook inside an archive is read into memory up to this size (a bigger one: submit it as it is)
+MAX_ZIPPED_NOTEBOOK_BYTES = 64 << 20
+
+
 def _from_container(path: Path, kind: str) -> tuple[dict[str, str], dict[str, str], list[str]]:
-    """A folder, .zip or tar archive: listed (never extracted), the two student files located and read."""
-    return read_student_files(listing(path, kind))
+    """A folder, .zip or tar archive: listed (never extracted), the two student files located and read;
+    an archive (or folder) holding no student file but one notebook is that notebook (a learning
+    platform that takes only archives: ``hw1.zip`` with ``HW1.ipynb``)."""
+    lst = listing(path, kind)
+    try:
+        return read_student_files(lst)
+    except IntakeError:
+        nb = _only_notebook(lst)
+        if nb is None:
+            raise
+    if nb.size > MAX_ZIPPED_NOTEBOOK_BYTES:
+        raise IntakeError(f"{shown('/'.join(nb.parts))} in {shown(lst.label)} is {nb.size} bytes, over the "
+                          f"limit of {MAX_ZIPPED_NOTEBOOK_BYTES} for a notebook inside an archive: submit the "
+                          "notebook itself")
+    try:
+        raw = lst.reader(nb, limit=MAX_ZIPPED_NOTEBOOK_BYTES + 1)
+        files, notes = notebook_modules(raw, nb.name)
+    except (ValueError, NotebookError) as exc:
+        raise IntakeError(str(exc)) from None
+    where = f"graded the notebook {shown('/'.join(nb.parts))}, the only submission in {shown(lst.label)}"
+    return files, {}, [where, *lst.notes, *notes]
+
+
+def _only_notebook(lst):
+    """The one notebook of a listing (checkpoints and debris aside), or None."""
+    books = [e for e in lst.entries if e.kind == "file" and e.name.lower().endswith(".ipynb")
+             and not any(is_junk(p) or p == ".ipynb_checkpoints" for p in e.parts)]
+    return books[0] if len(books) == 1 else None
 
 
 # --- notebooks: see notebook.py ----------------------------------------------------------------------
