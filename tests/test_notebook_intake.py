@@ -589,3 +589,19 @@ def test_a_notebook_that_writes_the_files_with_writefile_is_graded_on_what_it_wr
     cells[1] = code("%%writefile -a assignment/layers.py\n" + buggy[half:])  # negative control
     bad = _grade(write(tmp_path, *cells, name="writes_bug")).component_scores()
     assert bad["ReLU"][0] < bad["ReLU"][1] and bad["Linear"][0] == bad["Linear"][1], bad
+
+
+def test_tagged_classes_use_the_imports_of_the_untagged_setup_cell(tmp_path):
+    """Only tagged cells define the solution, but they ran after the setup cell in Jupyter: its imports
+    are used; nothing else of an untagged cell is (a broken class, an action, a cell that does not parse)."""
+    body = SOLUTION["layers.py"] + "\n" + SOLUTION["logistic_regression.py"]
+    no_imports = "\n".join(ln for ln in body.splitlines() if not ln.startswith(("import ", "from ")))
+    cells = [code("import numpy as np\nfrom assignment.module import Module\nimport matplotlib\n%matplotlib inline"),
+             code("class Linear:\n    pass  # a scratch version, untagged: not used"),
+             code("raise SystemExit('an action in an untagged cell')"),
+             code("def broken(:\n"),
+             code(no_imports, tags=["solution"])]
+    r = _grade(write(tmp_path, *cells, name="setup_cell"))
+    assert r.status == "ok" and r.score == r.max_score, [(t.name, t.output[:200]) for t in r.tests if not t.passed]
+    assert any("imports of the untagged cells were used" in n for n in r.notes), r.notes
+    assert not any("does not parse" in n for n in r.notes), r.notes  # an untagged scratch cell is not reported

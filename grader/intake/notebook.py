@@ -155,15 +155,32 @@ def _used_cells(all_cells: list[dict], name: str) -> tuple[list[Cell], list[str]
             raise NotebookError(f"{name}: its code cells hold more than {MAX_CODE_BYTES} characters of code, over the "
                                 "limit (outputs and markdown do not count)")
         cells.append(Cell(n, src, original=src))
+    left_out = [(n, c) for n, c in code if "solution" not in _tags(c)] if tagged else []
+    cells = sorted(cells + _import_cells(left_out), key=lambda c: c.number)
     for cell in cells:
         magic = CELL_MAGIC.match(cell.source)
         if magic and magic.group(1) not in PYTHON_CELL_MAGICS:
             # %%bash, %%writefile, %%html ...: the body is not Python; a top-level action, dropped like one.
-            notes.append(f"cell {cell.number}: a %%{magic.group(1)} cell (not Python) was not used")
+            if not cell.imports_only:
+                notes.append(f"cell {cell.number}: a %%{magic.group(1)} cell (not Python) was not used")
             continue
         parse_cell(cell)
-    left_out = [(n, c) for n, c in code if "solution" not in _tags(c)] if tagged else []
-    return [c for c in cells if c.tree is not None or c.error], notes, left_out
+    if any(c.imports_only for c in cells):
+        notes.append("the imports of the untagged cells were used too (the tagged cells run after them in Jupyter)")
+    return [c for c in cells if c.tree is not None or (c.error and not c.imports_only)], notes, left_out
+
+
+def _import_cells(left_out: list) -> list[Cell]:
+    """The untagged cells, of which only the imports are kept: the setup cell the tagged classes rely
+    on (``import numpy as np``, ``from assignment.module import Module``) ran before them in Jupyter."""
+    out, size = [], 0
+    for n, c in left_out:
+        src = _source(c)
+        if src is None or size + len(src) > MAX_CODE_BYTES:
+            continue
+        size += len(src)
+        out.append(Cell(n, src, original=src, imports_only=True))
+    return out
 
 
 def _reduce_notebook(raw: bytes | list[dict], name: str) -> Reduced:

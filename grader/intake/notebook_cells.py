@@ -60,6 +60,7 @@ class Cell:
     dropped: int = 0
     original: str = ""                 #: the source as the student sees it (labels name its first line)
     names: set[str] | None = None      #: what the kept statements bind (cached once they are final)
+    imports_only: bool = False         #: an untagged cell beside tagged ones: only its imports are kept
 
     def node(self, i: int) -> ast.stmt:
         return self.replaced.get(i) or self.tree.body[i]
@@ -206,6 +207,10 @@ def reduce_cell(cell: Cell, modules: frozenset) -> None:
         if _is_grader(node):
             continue  # ``from grader.student import check``: checks run by the grader, not by the module
         kind = _classify(node, modules)
+        if cell.imports_only:  # nothing else of an untagged cell counts, nor is it reported as dropped
+            if kind and (isinstance(node, (ast.Import, ast.ImportFrom)) or kind == "soft"):
+                cell.kept[i] = kind
+            continue
         if kind:
             cell.kept[i] = kind
         elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
