@@ -212,11 +212,13 @@ def _call_failed(run: MnistRun, p: Protocol, exc: StudentError, step: int, print
     where = f"{comp}.{method} " if comp and method else ""
     when = f"at training step {step}" if step else "while setting up the network"
     if exc.kind == "timeout":
-        why = ("vectorise the layers, no Python loops over samples" if printed < PRINTED_A_LOT else
-               f"your layers printed {printed / 1e6:.1f} MB or more during training (a print of whole arrays left in forward "
-               "or backward?): formatting that output is what takes the time, remove the print statements")
-        return run.fail("too_slow" if printed < PRINTED_A_LOT else "prints_too_much", f"training did not finish within the time budget ({p.time_factor:g} times the "
-                        f"reference's training time, at least {p.min_budget:g} s; stopped at step {step}): {why}",
+        chatty = printed >= PRINTED_A_LOT
+        why = (f"your layers printed {printed / 1e6:.1f} MB or more during training (a print of whole arrays left in "
+               "forward or backward?): formatting that output is what takes the time, remove the print statements"
+               if chatty else "vectorise the layers, no Python loops over samples")
+        return run.fail("prints_too_much" if chatty else "too_slow", f"training did not finish within the time budget "
+                        f"({p.time_factor:g} times the reference's training time, at least {p.min_budget:g} s; stopped "
+                        f"at step {step}): {why}",
                         component=comp, method=method, kind="timeout", step=step, message=str(info.get("message", "")))
     if info.get("type") == "TrainingError":
         return run.fail("wrong_type", f"training stopped at step {step}: {info.get('message')}", component=comp,
