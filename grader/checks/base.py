@@ -9,6 +9,7 @@ lets an exception escape, so one broken check cannot stop the others.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -157,9 +158,7 @@ SKIPPED_AFTER_TIMEOUT = frozenset({"Timeout", "TimeBudget", "TooManyFailures"})
 def _own_module_hint(info: dict) -> str:
     """For ``No module named 'assignment.utils'`` (``from .utils import f``): a helper file of the student's own,
     which works beside their package but is not part of what a submission is."""
-    import re
-
-    from ..spec import current_spec
+    from ..spec import current_spec  # late: the spec module imports the check registry
 
     m = re.fullmatch(r"No module named '([\w.]+)'", str(info.get("message", "")))
     if info.get("type") != "ModuleNotFoundError" or m is None:

@@ -255,9 +255,10 @@ def filter_assignment_import(cell: Cell, i: int, node: ast.ImportFrom, own: set[
         if a.name == "*" or (a.name not in student_names() and bound not in own
                              and (target not in student_modules() or a.name in provided_names())):
             keep.append(a)
-        elif (a.name in student_names() and ((bound != a.name and bound not in own) or bound in rebased)
-              and _skeleton_module(target, a.name)):
-            skeleton.append(ast.ImportFrom(module=_skeleton_module(target, a.name), names=[a], level=0))
+        elif a.name in student_names() and ((bound != a.name and bound not in own) or bound in rebased):
+            module = _skeleton_module(target, a.name)
+            if module:
+                skeleton.append(ast.ImportFrom(module=module, names=[a], level=0))
     if len(keep) == len(node.names):
         return
     if not keep and not skeleton:
